@@ -1,0 +1,3 @@
+"""reid-merge: repair fragmented person tracks in videos."""
+
+__version__ = "0.1.0"

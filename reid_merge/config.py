@@ -1,0 +1,110 @@
+"""Every setting of a run, with its default and its valid range, in one frozen dataclass.
+
+`configs/default.yaml` mirrors these defaults with the measurements that chose them; a test
+keeps the two equal. A YAML file given with ``--config`` overrides them key by key, and
+command-line options override the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, get_args, get_type_hints
+
+import yaml
+
+from reid_merge.errors import UsageError
+from reid_merge.similarity import AGGREGATIONS
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one run; see `configs/default.yaml` for why each default is what it is."""
+
+    detector: str = "auto"
+    tracker: str = "bytetrack"
+    detection_confidence: float = 0.1
+    image_size: int = 640
+    device: str = "auto"
+    reid_model: str = "auto"
+    reid_weights: str | None = None
+    crops_per_track: int = 16
+    min_crop_height: float = 32.0
+    embed_batch_size: int = 64
+    aggregation: str = "mean"
+    threshold: float = 0.3
+    persons: int | None = None
+    write_video: bool = True
+
+    def __post_init__(self) -> None:
+        _check(0 < self.detection_confidence < 1, "detection_confidence", "in (0, 1)", self.detection_confidence)
+        _check(self.image_size >= 32 and self.image_size % 32 == 0, "image_size", "a multiple of 32", self.image_size)
+        _check(
+            re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+            "device",
+            "auto, cpu, cuda or cuda:N",
+            self.device,
+        )
+        _check(self.crops_per_track >= 1, "crops", ">= 1", self.crops_per_track)
+        _check(self.min_crop_height >= 1, "min_crop_height", ">= 1", self.min_crop_height)
+        _check(self.embed_batch_size >= 1, "embed_batch_size", ">= 1", self.embed_batch_size)
+        _check(self.aggregation in AGGREGATIONS, "aggregation", f"one of {', '.join(AGGREGATIONS)}", self.aggregation)
+        _check(0.0 <= self.threshold <= 2.0, "threshold", "in [0, 2] (a distance, 1 - cosine)", self.threshold)
+        _check(self.persons is None or self.persons >= 1, "persons", ">= 1", self.persons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        """A copy with the given keys replaced; None values mean "not given" and are skipped."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **given)
+
+
+def _check(ok: bool, name: str, expected: str, got: Any) -> None:
+    if not ok:
+        raise UsageError(f"{name}: expected {expected}, got {got!r}")
+
+
+def load_config(path: Path | None) -> Config:
+    """Defaults, overridden by the YAML file at `path` if given."""
+    if path is None:
+        return Config()
+    if not path.is_file():
+        raise UsageError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UsageError(f"{path}: not a readable YAML file ({exc.__class__.__name__})") from None
+    if data is None:
+        return Config()
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return config_from_mapping(data, str(path))
+
+
+def config_from_mapping(data: dict[str, Any], where: str) -> Config:
+    hints = get_type_hints(Config)
+    known = {f.name for f in fields(Config)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise UsageError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
+        values[key] = _coerce(key, value, hints[key], where)
+    return Config(**values)
+
+
+def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
+    allowed = tuple(t for t in (get_args(hint) or (hint,)) if t is not type(None))
+    if value is None and type(None) in get_args(hint):
+        return None
+    if isinstance(value, bool) and bool not in allowed:
+        raise UsageError(f"{where}: setting {key!r} expects {allowed[0].__name__}, got {value!r}")
+    if float in allowed and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, allowed):
+        names = " or ".join(t.__name__ for t in allowed)
+        raise UsageError(f"{where}: setting {key!r} expects {names}, got {value!r}")
+    return value

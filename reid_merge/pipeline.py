@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from reid_merge import __version__
+from reid_merge.adaptation import fit_within_track_whitening
 from reid_merge.annotate import write_annotated_video
 from reid_merge.assignment import person_ids_by_first_appearance
 from reid_merge.atomic import write_text_atomic
@@ -26,6 +27,7 @@ from reid_merge.clustering import cluster_tracks
 from reid_merge.config import Config
 from reid_merge.crops import CropSampler, CropSet
 from reid_merge.errors import InputError
+from reid_merge.motion import reachable, track_ends
 from reid_merge.similarity import describe, track_similarity
 from reid_merge.tracks import TrackSet, cooccurrence
 from reid_merge.tracks_io import JSON_FORMAT, format_mot, read_tracks, tracks_to_json
@@ -84,6 +86,7 @@ class MergeOutcome:
     mapping: dict[int, int]
     similarity: np.ndarray
     tracks_without_crops: int
+    adapted: bool
 
 
 def run_video(video: Path, out_dir: Path, config: Config, reporter: Reporter | None = None) -> RunResult:
@@ -179,27 +182,15 @@ def merge_tracks_file(
     notes = [f"re-identification: {reid_info.source}"]
     reporter.note(notes[0])
 
-    sampler = CropSampler(config.crops_per_track, config.min_crop_height)
-    order = np.argsort(raw.frame, kind="stable")
-    sorted_frames = raw.frame[order]
-    last_frame = int(sorted_frames[-1]) if len(raw) else 0
-    frames = 0
-    reporter.start("decode", last_frame)
     with clock.time("sample crops"):
-        for frame, image in read_frames(info):
-            if frame > last_frame:
-                break
-            lo, hi = np.searchsorted(sorted_frames, [frame, frame + 1])
-            sampler.update(image, raw[order[lo:hi]])
-            frames = frame
-            reporter.advance("decode")
-    reporter.finish("decode")
+        crops, frames = sample_crops(info, raw, config, reporter)
+    last_frame = int(raw.frame.max()) if len(raw) else 0
     if frames < last_frame:
         raise InputError(f"{tracks_path}: tracks reach frame {last_frame} but {video} decodes only {frames} frames")
     models = {"reid": reid_info.to_dict()}
     return _merge_and_write(
         raw,
-        sampler.finish(),
+        crops,
         embedder,
         info,
         info.num_frames,
@@ -214,15 +205,55 @@ def merge_tracks_file(
     )
 
 
-def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Config) -> MergeOutcome:
-    """Similarity → cannot-link → clustering → person IDs, for tracks whose crops are embedded."""
+def sample_crops(info: VideoInfo, tracks: TrackSet, config: Config, reporter: Reporter) -> tuple[CropSet, int]:
+    """Decode the video up to the tracks' last frame and sample crops of every track.
+
+    Returns the crops and the last frame decoded.
+    """
+    sampler = CropSampler(config.crops_per_track, config.min_crop_height)
+    order = np.argsort(tracks.frame, kind="stable")
+    sorted_frames = tracks.frame[order]
+    last_frame = int(sorted_frames[-1]) if len(tracks) else 0
+    decoded = 0
+    reporter.start("decode", last_frame)
+    for frame, image in read_frames(info):
+        if frame > last_frame:
+            break
+        lo, hi = np.searchsorted(sorted_frames, [frame, frame + 1])
+        sampler.update(image, tracks[order[lo:hi]])
+        decoded = frame
+        reporter.advance("decode")
+    reporter.finish("decode")
+    return sampler.finish(), decoded
+
+
+def decide_merge(
+    raw: TrackSet, crops: CropSet, features: np.ndarray, config: Config, fps: float
+) -> MergeOutcome:
+    """Similarity → cannot-link (shared frames, impossible hand-overs) → clustering → person IDs."""
     track_ids = raw.track_ids
     owner = np.searchsorted(track_ids, crops.track_id)
+    whitening = (
+        fit_within_track_whitening(features, owner, config.adapt_dims, config.adapt_regularization)
+        if config.adapt
+        else None
+    )
+    if whitening is not None:
+        features = whitening.project(features)
     similarity = track_similarity(features, owner, len(track_ids), config.aggregation)  # type: ignore[arg-type]
-    labels = cluster_tracks(1.0 - similarity, cooccurrence(raw, track_ids), config.threshold, config.persons)
+    cannot_link = cooccurrence(raw, track_ids)
+    if config.motion_gate:
+        possible = reachable(
+            track_ends(raw, track_ids),
+            fps,
+            config.motion_slack_heights,
+            config.motion_heights_per_second,
+        )
+        cannot_link |= ~possible
+    labels = cluster_tracks(1.0 - similarity, cannot_link, config.threshold, config.persons)
     mapping = person_ids_by_first_appearance(raw, track_ids, labels)
     without = len(track_ids) - len(np.unique(crops.track_id))
-    return MergeOutcome(track_ids, mapping, similarity, without)
+    return MergeOutcome(track_ids, mapping, similarity, without, whitening is not None)
 
 
 def similarity_report(outcome: MergeOutcome, config: Config) -> dict[str, Any]:
@@ -239,6 +270,7 @@ def similarity_report(outcome: MergeOutcome, config: Config) -> dict[str, Any]:
         "merged_pairs": describe(values[same]),
         "not_merged_pairs": describe(values[~same]),
         "tracks_without_crops": outcome.tracks_without_crops,
+        "adapted_to_video": outcome.adapted,
     }
 
 
@@ -261,7 +293,7 @@ def _merge_and_write(
     with clock.time("embed"):
         features = _embed(embedder, crops, config.embed_batch_size * 4, reporter)
     with clock.time("similarity + cluster"):
-        outcome = decide_merge(raw, crops, features, config)
+        outcome = decide_merge(raw, crops, features, config, info.fps)
     merged = raw.relabel(outcome.mapping)
     persons = len(set(outcome.mapping.values()))
     if len(raw) == 0:

@@ -23,7 +23,8 @@ from reid_merge.weights import cache_dir, offline_detector_path, sha256_file
 log = logging.getLogger(__name__)
 
 PREFERRED_DETECTOR = "yolo11n.pt"
-BUILTIN_TRACKERS = ("bytetrack.yaml", "botsort.yaml")
+BUILTIN_TRACKERS = ("bytetrack", "botsort")
+TRACKER_CONFIGS = Path(__file__).parent / "trackers"
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,10 @@ def load_detector(spec: str = "auto") -> tuple[Any, DetectorInfo]:
 
 
 def check_tracker_config(tracker: str) -> str:
-    """Builtin names pass through; anything else must be an existing yaml file."""
-    if tracker in BUILTIN_TRACKERS or tracker in ("bytetrack", "botsort"):
-        return tracker if tracker.endswith(".yaml") else f"{tracker}.yaml"
+    """Path of the tracker yaml: ours for ``bytetrack``/``botsort``, else the user's file."""
+    name = tracker.removesuffix(".yaml")
+    if name in BUILTIN_TRACKERS:
+        return str(TRACKER_CONFIGS / f"{name}.yaml")
     path = Path(tracker)
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         raise UsageError(f"tracker {tracker!r}: expected bytetrack, botsort or a path to a tracker .yaml file")
@@ -150,7 +152,7 @@ def track_frames(
     frames: Iterable[tuple[int, np.ndarray]],
     info: DetectorInfo,
     *,
-    tracker: str = "bytetrack.yaml",
+    tracker: str,
     confidence: float = 0.1,
     image_size: int = 640,
     device: str = "cpu",

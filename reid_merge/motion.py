@@ -1,0 +1,118 @@
+"""Which track could continue which: position and velocity extrapolated over the gap.
+
+Appearance alone glues look-alikes together. A person who vanishes at the left edge cannot
+reappear a moment later at the right, so before appearance is asked, each pair of tracks is
+checked for a plausible hand-over: the end of the earlier track, moved on at its velocity
+over the gap, must land near the start of the later one (or the later one, moved back,
+near the end of the earlier one). Distances are measured in box heights, so the rule does
+not depend on the image size or how far people are from the camera, and gaps in seconds,
+so it does not depend on the frame rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from reid_merge.tracks import TrackSet
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class TrackEnds:
+    """Where and how each track starts and ends.
+
+    Attributes:
+        first_frame, last_frame: `(N,)` frames of the first and last detection.
+        start_xy, end_xy: `(N, 2)` box centres at the first and last detection.
+        start_velocity, end_velocity: `(N, 2)` centre velocity in px/frame near each end.
+        height: `(N,)` median box height, the track's unit of distance.
+    """
+
+    first_frame: npt.NDArray[np.int64]
+    last_frame: npt.NDArray[np.int64]
+    start_xy: FloatArray
+    end_xy: FloatArray
+    start_velocity: FloatArray
+    end_velocity: FloatArray
+    height: FloatArray
+
+
+def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int = 10) -> TrackEnds:
+    """Measure the ends of every track; velocities are least-squares fits over `window` boxes."""
+    n = len(track_ids)
+    first = np.zeros(n, dtype=np.int64)
+    last = np.zeros(n, dtype=np.int64)
+    start_xy, end_xy = np.zeros((n, 2)), np.zeros((n, 2))
+    start_v, end_v = np.zeros((n, 2)), np.zeros((n, 2))
+    height = np.ones(n)
+    centres = (tracks.xyxy[:, :2] + tracks.xyxy[:, 2:]) / 2.0
+    heights = tracks.xyxy[:, 3] - tracks.xyxy[:, 1]
+    order = np.lexsort((tracks.frame, tracks.track_id))
+    sorted_ids = tracks.track_id[order]
+    bounds = np.searchsorted(sorted_ids, track_ids), np.searchsorted(sorted_ids, track_ids, side="right")
+    for k, (lo, hi) in enumerate(zip(*bounds)):
+        rows = order[lo:hi]
+        frames = tracks.frame[rows]
+        first[k], last[k] = frames[0], frames[-1]
+        start_xy[k], end_xy[k] = centres[rows[0]], centres[rows[-1]]
+        start_v[k] = _velocity(frames[:window], centres[rows[:window]])
+        end_v[k] = _velocity(frames[-window:], centres[rows[-window:]])
+        height[k] = max(float(np.median(heights[rows])), 1.0)
+    return TrackEnds(first, last, start_xy, end_xy, start_v, end_v, height)
+
+
+def _velocity(frames: npt.NDArray[np.int64], xy: FloatArray) -> FloatArray:
+    if len(frames) < 2 or frames[-1] == frames[0]:
+        return np.zeros(2)
+    t = frames - frames.mean()
+    return (t[:, None] * (xy - xy.mean(axis=0))).sum(axis=0) / (t * t).sum()
+
+
+def reachable(
+    ends: TrackEnds,
+    fps: float,
+    slack_heights: float = 0.5,
+    heights_per_second: float = 1.0,
+) -> npt.NDArray[np.bool_]:
+    """`(N, N)` symmetric: could one track be the other's continuation?
+
+    For tracks A (earlier) and B (later) with a gap of `g` frames, the hand-over error is the
+    smallest of ``|end_A + v_A g - start_B|`` (A walked on), ``|start_B - v_B g - end_A|``
+    (B walked in) and ``|start_B - end_A|`` (stopped or turned), in box heights. It must be
+    at most ``slack_heights + heights_per_second * g / fps``: a pair that is close in time
+    but far apart cannot be one person, while after a long gap anyone may be anywhere and
+    appearance alone decides. Being a pairwise bound on speed, it holds for any two tracks
+    of one person, not only consecutive ones. Overlapping spans are judged at the near ends.
+
+    >>> e = TrackEnds(np.array([1, 30, 30]), np.array([20, 50, 50]),
+    ...     np.array([[0., 0], [62, 0], [600, 0]]), np.array([[38., 0], [100, 0], [640, 0]]),
+    ...     np.full((3, 2), [2., 0]), np.full((3, 2), [2., 0]), np.full(3, 100.))
+    >>> reachable(e, fps=25).astype(int).tolist()
+    [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+    """
+    # a: the track that ends first; b: the other. gap may be <= 0 for overlapping spans.
+    a_first = ends.last_frame[:, None] <= ends.last_frame[None, :]
+    gap = np.where(
+        a_first,
+        ends.first_frame[None, :] - ends.last_frame[:, None],
+        ends.first_frame[:, None] - ends.last_frame[None, :],
+    ).astype(np.float64)
+    steps = np.maximum(gap, 0.0)[..., None]
+    end_a = np.where(a_first[..., None], ends.end_xy[:, None, :], ends.end_xy[None, :, :])
+    v_a = np.where(a_first[..., None], ends.end_velocity[:, None, :], ends.end_velocity[None, :, :])
+    start_b = np.where(a_first[..., None], ends.start_xy[None, :, :], ends.start_xy[:, None, :])
+    v_b = np.where(a_first[..., None], ends.start_velocity[None, :, :], ends.start_velocity[:, None, :])
+    forward = np.linalg.norm(end_a + v_a * steps - start_b, axis=2)
+    backward = np.linalg.norm(start_b - v_b * steps - end_a, axis=2)
+    static = np.linalg.norm(start_b - end_a, axis=2)
+    scale = (ends.height[:, None] + ends.height[None, :]) / 2.0
+    error = np.minimum(np.minimum(forward, backward), static) / scale
+    seconds = np.maximum(gap, 0.0) / max(fps, 1e-6)
+    ok = error <= slack_heights + heights_per_second * seconds
+    ok &= ok.T  # tracks ending in the same frame are judged both ways; both must pass
+    np.fill_diagonal(ok, True)
+    return ok

@@ -1,0 +1,151 @@
+"""The command line as a user meets it: real models on real clips, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from reid_merge.tracks import TrackSet
+from reid_merge.tracks_io import read_mot, write_mot
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_videos" / "market_street_1906.mp4"
+SHARED = ROOT.parent / "shared" / "data"
+CAMPUS = SHARED / "TUD-Campus"
+
+
+def reid_merge(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reid_merge", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(Path.home())},
+    )
+
+
+def count_video_frames(path: Path) -> tuple[int, str]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sum(1 for _ in container.decode(stream)), stream.codec_context.name
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    out = tmp_path_factory.mktemp("sample") / "run"
+    result = reid_merge("run", SAMPLE, "-o", out, "--device", "cpu")
+    return out, result
+
+
+@pytest.mark.slow
+def test_run_writes_all_outputs(sample_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, result = sample_run
+    assert result.returncode == 0, result.stderr
+    for name in ("tracks.json", "tracks.txt", "raw_tracks.txt", "annotated.mp4"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert "offline" in result.stderr  # says which models it fell back to
+    assert not list(out.glob(".*tmp*")), "temporary files left behind"
+
+
+@pytest.mark.slow
+def test_annotated_video_has_every_frame(sample_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, _ = sample_run
+    frames, codec = count_video_frames(out / "annotated.mp4")
+    assert frames == 180 and codec == "h264"
+
+
+@pytest.mark.slow
+def test_merged_tracks_are_the_raw_tracks_relabelled(sample_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, _ = sample_run
+    raw = read_mot(out / "raw_tracks.txt")
+    merged = read_mot(out / "tracks.txt")
+    doc = json.loads((out / "tracks.json").read_text())
+    mapping = {m["track_id"]: m["person_id"] for m in doc["mapping"]}
+    assert set(mapping) == set(raw.track_ids.tolist())
+    relabelled = raw.relabel(mapping).sorted()
+    np.testing.assert_array_equal(relabelled.track_id, merged.track_id)
+    np.testing.assert_allclose(relabelled.xyxy, merged.xyxy, atol=0.01)
+    # the tracker fragments people on this clip, and the merge joins some fragments
+    assert doc["summary"]["persons"] < doc["summary"]["raw_tracks"]
+    assert sorted(set(mapping.values())) == list(range(1, doc["summary"]["persons"] + 1))
+    # no person holds two boxes in one frame
+    assert len(merged.duplicate_rows()) == 0
+
+
+@pytest.mark.slow
+def test_tracks_json_records_models_parameters_and_diagnostics(
+    sample_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, _ = sample_run
+    doc = json.loads((out / "tracks.json").read_text())
+    assert doc["video"]["num_frames"] == 180 and doc["video"]["width"] == 640
+    for model in doc["models"].values():
+        assert len(model["sha256"]) == 64 and Path(model["weights"]).is_file()
+    assert doc["parameters"]["crops_per_track"] == 16
+    sim = doc["similarity"]
+    assert sim["all_pairs"]["count"] == sim["merged_pairs"]["count"] + sim["not_merged_pairs"]["count"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CAMPUS.is_dir(), reason="shared data not present")
+def test_merge_joins_fragments_of_ground_truth_tracks(tmp_path: Path) -> None:
+    """Cut each true identity of TUD-Campus in two; the merge must join fragments, never two people."""
+    gt = read_mot(CAMPUS / "gt" / "gt.txt")
+    fragment_id = gt.track_id.copy()
+    for identity in gt.track_ids:
+        rows = np.flatnonzero(gt.track_id == identity)
+        fragment_id[rows[len(rows) // 2 :]] = identity + 100
+    fragments = TrackSet.from_arrays(gt.frame, fragment_id, gt.xyxy, gt.score)
+    path = tmp_path / "fragments.txt"
+    write_mot(path, fragments)
+    result = reid_merge("merge", path, "--video", CAMPUS / "TUD-Campus.mp4", "-o", tmp_path / "out", "--no-video")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "out" / "tracks.json").read_text())
+    persons = {m["track_id"]: m["person_id"] for m in doc["mapping"]}
+    assert len(set(persons.values())) < len(persons)
+    for a in persons:
+        for b in persons:
+            if persons[a] == persons[b]:
+                assert a % 100 == b % 100, f"fragments of identities {a % 100} and {b % 100} merged"
+    assert not (tmp_path / "out" / "raw_tracks.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("run", "no-such-video.mp4"), 3, "no such file"),
+        (("run", ROOT / "README.md"), 3, "not a video file"),
+        (("run", SAMPLE, "--threshold", "3"), 2, "threshold"),
+        (("run", SAMPLE, "--crops", "0"), 2, "crops"),
+        (("run", SAMPLE, "--persons", "0"), 2, "persons"),
+        (("run", SAMPLE, "--device", "cuda:7"), 2, "device"),
+        (("merge", ROOT / "pyproject.toml", "--video", SAMPLE), 3, "pyproject.toml:1: expected at least 6"),
+    ],
+    ids=["missing", "not-video", "threshold", "crops", "persons", "device", "bad-tracks"],
+)
+def test_user_mistakes_get_one_line_and_an_exit_code(args: tuple, code: int, message: str, tmp_path: Path) -> None:
+    result = reid_merge(*args, "-o", tmp_path / "out")
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "tracks.json").exists()
+
+
+def test_text_file_named_mp4_is_an_input_error(tmp_path: Path) -> None:
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    result = reid_merge("run", fake, "-o", tmp_path / "out")
+    assert result.returncode == 3 and "cannot be decoded" in result.stderr
+
+
+def test_help_explains_every_option() -> None:
+    for command in ("run", "merge", "eval"):
+        result = reid_merge(command, "--help")
+        assert result.returncode == 0
+        assert "--help" in result.stdout

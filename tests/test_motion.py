@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import numpy as np
+
+from reid_merge.motion import reachable, track_ends
+from reid_merge.tracks import TrackSet
+from tests.builders import tracks_from_rows, walking_track
+
+
+def _gate(tracks: TrackSet, fps: float = 25.0, heights_per_second: float = 1.0) -> np.ndarray:
+    return reachable(track_ends(tracks, tracks.track_ids), fps, 0.5, heights_per_second)
+
+
+def test_velocity_is_measured_in_pixels_per_frame() -> None:
+    ends = track_ends(tracks_from_rows(walking_track(1, range(1, 30), speed=3.0)), np.array([1]))
+    np.testing.assert_allclose(ends.end_velocity[0], [3.0, 0.0])
+    np.testing.assert_allclose(ends.height[0], 120.0)
+
+
+def test_a_person_walking_on_after_a_short_gap_is_reachable() -> None:
+    rows = walking_track(1, range(1, 21), speed=3.0) + walking_track(2, range(31, 51), speed=3.0)
+    assert _gate(tracks_from_rows(rows))[0, 1]
+
+
+def test_a_jump_across_the_frame_is_not() -> None:
+    rows = walking_track(1, range(1, 21), speed=3.0) + walking_track(2, range(25, 45), x0=900.0, speed=3.0)
+    assert not _gate(tracks_from_rows(rows))[0, 1]
+
+
+def test_after_a_long_gap_a_far_start_is_reachable() -> None:
+    rows = walking_track(1, range(1, 21), speed=0.0) + walking_track(2, range(121, 141), x0=400.0, speed=0.0)
+    tracks = tracks_from_rows(rows)  # 300 px = 2.5 heights after a 4 s gap
+    assert _gate(tracks, heights_per_second=1.0)[0, 1]
+    assert not _gate(tracks, heights_per_second=0.4)[0, 1]
+
+
+def test_a_person_who_stops_is_reachable_though_velocity_says_otherwise() -> None:
+    rows = walking_track(1, range(1, 21), speed=5.0) + walking_track(2, range(60, 80), x0=200.0, speed=0.0)
+    assert _gate(tracks_from_rows(rows))[0, 1]
+
+
+def test_gate_is_symmetric_and_scale_free() -> None:
+    rows = walking_track(1, range(1, 21), speed=3.0) + walking_track(2, range(31, 51), speed=3.0)
+    small = tracks_from_rows(rows)
+    big = TrackSet.from_arrays(small.frame, small.track_id, small.xyxy * 4, small.score)
+    g = _gate(small)
+    assert (g == g.T).all()
+    assert (g == _gate(big)).all()

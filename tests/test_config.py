@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reid_merge.config import Config, load_config
+from reid_merge.errors import UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_yaml_mirrors_the_dataclass() -> None:
+    data = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    assert data == Config().to_dict()
+    assert load_config(ROOT / "configs" / "default.yaml") == Config()
+
+
+def test_file_overrides_defaults_and_options_override_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("threshold: 0.4\ncrops_per_track: 8\n")
+    config = load_config(path)
+    assert config.threshold == 0.4 and config.crops_per_track == 8
+    assert config.with_overrides(threshold=0.2, crops_per_track=None).threshold == 0.2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("tresholds: 0.4\n", "unknown setting 'tresholds'"),
+        ("threshold: high\n", "setting 'threshold' expects float"),
+        ("crops_per_track: 2.5\n", "setting 'crops_per_track' expects int"),
+        ("write_video: 1\n", "setting 'write_video' expects bool"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("threshold: [1\n", "not a readable YAML file"),
+        ("threshold: 5\n", "threshold: expected in [0, 2]"),
+    ],
+    ids=["unknown-key", "wrong-type", "float-for-int", "int-for-bool", "not-mapping", "bad-yaml", "out-of-range"],
+)
+def test_bad_config_files_are_usage_errors(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(content)
+    with pytest.raises(UsageError, match=message.replace("[", r"\[")):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"crops_per_track": 0}, {"persons": 0}, {"threshold": -0.1}, {"device": "gpu"}, {"aggregation": "sum"}],
+    ids=["crops", "persons", "threshold", "device", "aggregation"],
+)
+def test_out_of_range_settings_are_refused(overrides: dict) -> None:
+    with pytest.raises(UsageError):
+        Config().with_overrides(**overrides)

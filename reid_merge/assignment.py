@@ -34,4 +34,3 @@ def person_ids_by_first_appearance(
     person_of_cluster = np.empty(num_clusters, dtype=np.int64)
     person_of_cluster[order] = np.arange(1, num_clusters + 1)
     return {int(t): int(person_of_cluster[c]) for t, c in zip(track_ids, labels)}
-

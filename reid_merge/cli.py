@@ -13,11 +13,18 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from reid_merge.config import Config, load_config
@@ -32,6 +39,15 @@ app = typer.Typer(
 )
 console = Console(stderr=True, highlight=False)
 
+SCORE_ROWS = (
+    ("idf1", "IDF1"),
+    ("hota", "HOTA"),
+    ("assa", "AssA"),
+    ("mota", "MOTA"),
+    ("id_switches", "ID switches"),
+    ("num_pred_ids", "IDs"),
+    ("num_gt_ids", "true IDs"),
+)
 STAGE_LABELS = {"track": "detect + track", "decode": "decode + crops", "embed": "embed crops", "video": "write video"}
 
 
@@ -110,9 +126,19 @@ def _print_summary(result: RunResult) -> None:
     for name, path in result.outputs.items():
         table.add_row(name, str(path))
     console.print(table)
+    if result.scores is not None:
+        scores = Table(title="against ground truth", title_justify="left")
+        scores.add_column("")
+        scores.add_column("raw", justify="right")
+        scores.add_column("merged", justify="right")
+        raw, merged = result.scores["raw"], result.scores["merged"]
+        for key, label in SCORE_ROWS:
+            fmt = (lambda v: f"{100 * v:.1f}%") if isinstance(raw[key], float) else str
+            scores.add_row(label, fmt(raw[key]), fmt(merged[key]))
+        console.print(scores)
 
 
-def _settings(config_file: Optional[Path], **overrides: Any) -> Config:
+def _settings(config_file: Path | None, **overrides: Any) -> Config:
     return load_config(config_file).with_overrides(**overrides)
 
 
@@ -125,10 +151,13 @@ PersonsOpt = typer.Option(None, "--persons", help="Stop at this many persons whe
 AggregationOpt = typer.Option(
     None, "--aggregation", help="Crop-block aggregation: mean, median, max, min, trimmed_mean or centroid."
 )
-ReidModelOpt = typer.Option(None, "--reid-model", help="Re-identification architecture, e.g. osnet_x1_0 [default: auto].")
+ReidModelOpt = typer.Option(
+    None, "--reid-model", help="Re-identification architecture, e.g. osnet_x1_0 [default: auto]."
+)
 ReidWeightsOpt = typer.Option(None, "--reid-weights", help="Checkpoint file for --reid-model.")
 NoVideoOpt = typer.Option(False, "--no-video", help="Do not write annotated.mp4.")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")
+GtOpt = typer.Option(None, "--gt", help="Ground truth (MOTChallenge gt.txt): score raw and merged tracks.")
 
 
 def _default_out(video: Path) -> Path:
@@ -138,20 +167,21 @@ def _default_out(video: Path) -> Path:
 @app.command()
 def run(
     video: Path = typer.Argument(..., help="Video file (mp4/avi/mov/mkv) or MOTChallenge sequence folder."),
-    output: Optional[Path] = OutputOpt,
-    config: Optional[Path] = ConfigOpt,
-    device: Optional[str] = DeviceOpt,
-    crops: Optional[int] = CropsOpt,
-    threshold: Optional[float] = ThresholdOpt,
-    persons: Optional[int] = PersonsOpt,
-    aggregation: Optional[str] = AggregationOpt,
-    detector: Optional[str] = typer.Option(
+    output: Path | None = OutputOpt,
+    config: Path | None = ConfigOpt,
+    device: str | None = DeviceOpt,
+    crops: int | None = CropsOpt,
+    threshold: float | None = ThresholdOpt,
+    persons: int | None = PersonsOpt,
+    aggregation: str | None = AggregationOpt,
+    detector: str | None = typer.Option(
         None, "--detector", help="auto, offline, an ultralytics name (yolo11n.pt) or a .pt path."
     ),
-    tracker: Optional[str] = typer.Option(None, "--tracker", help="bytetrack, botsort or a tracker .yaml file."),
-    reid_model: Optional[str] = ReidModelOpt,
-    reid_weights: Optional[str] = ReidWeightsOpt,
+    tracker: str | None = typer.Option(None, "--tracker", help="bytetrack, botsort or a tracker .yaml file."),
+    reid_model: str | None = ReidModelOpt,
+    reid_weights: str | None = ReidWeightsOpt,
     no_video: bool = NoVideoOpt,
+    gt: Path | None = GtOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Detect and track people in VIDEO, merge fragmented tracks into persons, write the outputs."""
@@ -171,7 +201,7 @@ def run(
             reid_weights=reid_weights,
             write_video=False if no_video else None,
         )
-        return run_video(video, output or _default_out(video), settings, reporter)
+        return run_video(video, output or _default_out(video), settings, reporter, ground_truth=gt)
 
     _execute(debug, job)
 
@@ -180,16 +210,17 @@ def run(
 def merge(
     tracks: Path = typer.Argument(..., help="Tracks from any tracker: MOTChallenge txt or reid-merge tracks.json."),
     video: Path = typer.Option(..., "--video", help="The video (or sequence folder) the tracks belong to."),
-    output: Optional[Path] = OutputOpt,
-    config: Optional[Path] = ConfigOpt,
-    device: Optional[str] = DeviceOpt,
-    crops: Optional[int] = CropsOpt,
-    threshold: Optional[float] = ThresholdOpt,
-    persons: Optional[int] = PersonsOpt,
-    aggregation: Optional[str] = AggregationOpt,
-    reid_model: Optional[str] = ReidModelOpt,
-    reid_weights: Optional[str] = ReidWeightsOpt,
+    output: Path | None = OutputOpt,
+    config: Path | None = ConfigOpt,
+    device: str | None = DeviceOpt,
+    crops: int | None = CropsOpt,
+    threshold: float | None = ThresholdOpt,
+    persons: int | None = PersonsOpt,
+    aggregation: str | None = AggregationOpt,
+    reid_model: str | None = ReidModelOpt,
+    reid_weights: str | None = ReidWeightsOpt,
     no_video: bool = NoVideoOpt,
+    gt: Path | None = GtOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Merge existing TRACKS of VIDEO into persons (no detection or tracking)."""
@@ -207,7 +238,7 @@ def merge(
             reid_weights=reid_weights,
             write_video=False if no_video else None,
         )
-        return merge_tracks_file(tracks, video, output or _default_out(video), settings, reporter)
+        return merge_tracks_file(tracks, video, output or _default_out(video), settings, reporter, ground_truth=gt)
 
     _execute(debug, job)
 
@@ -237,4 +268,3 @@ def evaluate_command(
 
 def main() -> None:
     app(prog_name="reid-merge")
-

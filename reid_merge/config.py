@@ -34,7 +34,7 @@ class Config:
     min_crop_height: float = 32.0
     embed_batch_size: int = 64
     aggregation: str = "mean"
-    threshold: float = 0.7
+    threshold: float = 0.65
     persons: int | None = None
     adapt: bool = True
     adapt_dims: int = 16
@@ -42,6 +42,8 @@ class Config:
     motion_gate: bool = True
     motion_slack_heights: float = 0.5
     motion_heights_per_second: float = 1.0
+    continuity_bonus: float = 0.2
+    continuity_seconds: float = 1.0
     write_video: bool = True
 
     def __post_init__(self) -> None:
@@ -61,10 +63,10 @@ class Config:
         _check(self.persons is None or self.persons >= 1, "persons", ">= 1", self.persons)
         _check(self.adapt_dims >= 1, "adapt_dims", ">= 1", self.adapt_dims)
         _check(self.adapt_regularization > 0, "adapt_regularization", "> 0", self.adapt_regularization)
+        _check(0 <= self.continuity_bonus <= 1, "continuity_bonus", "in [0, 1]", self.continuity_bonus)
+        _check(self.continuity_seconds > 0, "continuity_seconds", "> 0", self.continuity_seconds)
         _check(self.motion_slack_heights >= 0, "motion_slack_heights", ">= 0", self.motion_slack_heights)
-        _check(
-            self.motion_heights_per_second >= 0, "motion_heights_per_second", ">= 0", self.motion_heights_per_second
-        )
+        _check(self.motion_heights_per_second >= 0, "motion_heights_per_second", ">= 0", self.motion_heights_per_second)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -40,9 +40,7 @@ class CropSet:
         return len(self.crops)
 
 
-def box_quality(
-    xyxy: npt.NDArray[np.float64], width: int, height: int, min_height: float
-) -> npt.NDArray[np.float64]:
+def box_quality(xyxy: npt.NDArray[np.float64], width: int, height: int, min_height: float) -> npt.NDArray[np.float64]:
     """How useful each box of one frame is as a re-identification crop, 0 meaning unusable.
 
     The score is the fraction of the box inside the frame times the fraction not covered by
@@ -100,7 +98,9 @@ def cut_crop(image: np.ndarray, box: npt.NDArray[np.float64]) -> np.ndarray:
     crop = image[y1:y2, x1:x2]
     if crop.shape[0] > STORED_CROP_HEIGHT:
         scale = STORED_CROP_HEIGHT / crop.shape[0]
-        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), STORED_CROP_HEIGHT), interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(
+            crop, (max(1, round(crop.shape[1] * scale)), STORED_CROP_HEIGHT), interpolation=cv2.INTER_AREA
+        )
     return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
 
 

@@ -234,9 +234,7 @@ def _build_model(architecture: str) -> nn.Module:
     """torchreid model with `pretrained=False`: its pretrained path downloads weights."""
     models = _torchreid_models()
     try:
-        return models.build_model(
-            architecture, num_classes=1, loss="softmax", pretrained=False, use_gpu=False
-        )
+        return models.build_model(architecture, num_classes=1, loss="softmax", pretrained=False, use_gpu=False)
     except KeyError as err:
         raise UsageError(f"unknown --reid-model {architecture!r}; e.g. osnet_x1_0, osnet_x0_25") from err
 
@@ -432,9 +430,7 @@ def load_embedder(
     torch_device = resolve_device(device)
     known = _model_names()
     if model_name != "auto" and known and model_name not in known:
-        raise UsageError(
-            f"unknown --reid-model {model_name!r}; e.g. osnet_x1_0, osnet_x0_25, mobilenetv2_x1_0"
-        )
+        raise UsageError(f"unknown --reid-model {model_name!r}; e.g. osnet_x1_0, osnet_x0_25, mobilenetv2_x1_0")
     architecture, path = _choose_weights(model_name, weights)
     state = _read_state_dict(path)
     model = _build_model(architecture)

@@ -72,29 +72,14 @@ def _velocity(frames: npt.NDArray[np.int64], xy: FloatArray) -> FloatArray:
     return (t[:, None] * (xy - xy.mean(axis=0))).sum(axis=0) / (t * t).sum()
 
 
-def reachable(
-    ends: TrackEnds,
-    fps: float,
-    slack_heights: float = 0.5,
-    heights_per_second: float = 1.0,
-) -> npt.NDArray[np.bool_]:
-    """`(N, N)` symmetric: could one track be the other's continuation?
+def handover(ends: TrackEnds, fps: float) -> tuple[FloatArray, FloatArray]:
+    """Hand-over error (box heights) and gap (seconds) between every two tracks, both `(N, N)`.
 
-    For tracks A (earlier) and B (later) with a gap of `g` frames, the hand-over error is the
+    For tracks A (the one ending first) and B with a gap of `g` frames, the error is the
     smallest of ``|end_A + v_A g - start_B|`` (A walked on), ``|start_B - v_B g - end_A|``
-    (B walked in) and ``|start_B - end_A|`` (stopped or turned), in box heights. It must be
-    at most ``slack_heights + heights_per_second * g / fps``: a pair that is close in time
-    but far apart cannot be one person, while after a long gap anyone may be anywhere and
-    appearance alone decides. Being a pairwise bound on speed, it holds for any two tracks
-    of one person, not only consecutive ones. Overlapping spans are judged at the near ends.
-
-    >>> e = TrackEnds(np.array([1, 30, 30]), np.array([20, 50, 50]),
-    ...     np.array([[0., 0], [62, 0], [600, 0]]), np.array([[38., 0], [100, 0], [640, 0]]),
-    ...     np.full((3, 2), [2., 0]), np.full((3, 2), [2., 0]), np.full(3, 100.))
-    >>> reachable(e, fps=25).astype(int).tolist()
-    [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+    (B walked in) and ``|start_B - end_A|`` (stopped or turned), over their mean height.
+    Tracks whose spans overlap get a gap of 0 and are judged at the near ends.
     """
-    # a: the track that ends first; b: the other. gap may be <= 0 for overlapping spans.
     a_first = ends.last_frame[:, None] <= ends.last_frame[None, :]
     gap = np.where(
         a_first,
@@ -111,8 +96,50 @@ def reachable(
     static = np.linalg.norm(start_b - end_a, axis=2)
     scale = (ends.height[:, None] + ends.height[None, :]) / 2.0
     error = np.minimum(np.minimum(forward, backward), static) / scale
-    seconds = np.maximum(gap, 0.0) / max(fps, 1e-6)
-    ok = error <= slack_heights + heights_per_second * seconds
-    ok &= ok.T  # tracks ending in the same frame are judged both ways; both must pass
+    # Tracks ending in the same frame are judged both ways: keep the worse.
+    error = np.maximum(error, error.T)
+    return error, np.maximum(gap, 0.0) / max(fps, 1e-6)
+
+
+def reachable(
+    error: FloatArray, gap_seconds: FloatArray, slack_heights: float = 0.5, heights_per_second: float = 1.0
+) -> npt.NDArray[np.bool_]:
+    """`(N, N)`: could one track be the other's continuation at a plausible speed?
+
+    The hand-over error may be at most ``slack_heights + heights_per_second * gap``: a pair
+    close in time but far apart cannot be one person, while after a long gap anyone may be
+    anywhere and appearance alone decides. Being a bound on speed it holds for any two
+    tracks of one person, not only consecutive ones.
+
+    >>> e = TrackEnds(np.array([1, 30, 30]), np.array([20, 50, 50]),
+    ...     np.array([[0., 0], [62, 0], [600, 0]]), np.array([[38., 0], [100, 0], [640, 0]]),
+    ...     np.full((3, 2), [2., 0]), np.full((3, 2), [2., 0]), np.full(3, 100.))
+    >>> reachable(*handover(e, fps=25)).astype(int).tolist()
+    [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+    """
+    ok = error <= slack_heights + heights_per_second * gap_seconds
     np.fill_diagonal(ok, True)
     return ok
+
+
+def continuity(
+    error: FloatArray,
+    gap_seconds: FloatArray,
+    time_scale: float = 1.0,
+    slack_heights: float = 0.5,
+    heights_per_second: float = 1.0,
+) -> FloatArray:
+    """`(N, N)` in `[0, 1]`: how strongly time and place say "the same person, picked up again".
+
+    A tracker that loses somebody for a moment picks them up close by: a short gap with a
+    small hand-over error is strong evidence, a long gap none at all, whatever the place
+    (after five seconds somebody else may well stand where the first person stood). It is
+    ``exp(-gap / time_scale) * (1 - error / radius)``, with the radius of `reachable`, and 0
+    for tracks whose spans overlap.
+    """
+    radius = slack_heights + heights_per_second * gap_seconds
+    closeness = np.clip(1.0 - error / radius, 0.0, 1.0)
+    score = np.exp(-gap_seconds / time_scale) * closeness
+    score[gap_seconds <= 0] = 0.0
+    np.fill_diagonal(score, 0.0)
+    return score

@@ -96,4 +96,6 @@ def pairwise_scores(predicted: npt.ArrayLike, truth: npt.ArrayLike) -> PairwiseS
     precision = both / predicted_pairs if predicted_pairs else 1.0
     recall = both / true_pairs if true_pairs else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return PairwiseScores(precision, recall, f1, true_pairs, predicted_pairs, len(set(p.tolist())), len(set(t.tolist())))
+    return PairwiseScores(
+        precision, recall, f1, true_pairs, predicted_pairs, len(set(p.tolist())), len(set(t.tolist()))
+    )

@@ -27,7 +27,7 @@ from reid_merge.clustering import cluster_tracks
 from reid_merge.config import Config
 from reid_merge.crops import CropSampler, CropSet
 from reid_merge.errors import InputError
-from reid_merge.motion import reachable, track_ends
+from reid_merge.motion import continuity, handover, reachable, track_ends
 from reid_merge.similarity import describe, track_similarity
 from reid_merge.tracks import TrackSet, cooccurrence
 from reid_merge.tracks_io import JSON_FORMAT, format_mot, read_tracks, tracks_to_json
@@ -63,6 +63,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     outputs: dict[str, Path] = field(default_factory=dict)
+    scores: dict[str, dict[str, float | int]] | None = None
 
 
 @dataclass
@@ -78,6 +79,25 @@ class _Stopwatch:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
 
+@dataclass
+class _Run:
+    """What every stage of one run shares: where it reads and writes, how it reports."""
+
+    info: VideoInfo
+    out_dir: Path
+    config: Config
+    reporter: Reporter
+    clock: _Stopwatch = field(default_factory=_Stopwatch)
+    notes: list[str] = field(default_factory=list)
+    models: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+    ground_truth: TrackSet | None = None
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+        self.reporter.note(message)
+
+
 @dataclass(frozen=True)
 class MergeOutcome:
     """The merge decision for one set of raw tracks."""
@@ -89,33 +109,47 @@ class MergeOutcome:
     adapted: bool
 
 
-def run_video(video: Path, out_dir: Path, config: Config, reporter: Reporter | None = None) -> RunResult:
-    """Track people in `video`, merge fragmented tracks, write every output into `out_dir`."""
+def run_video(
+    video: Path,
+    out_dir: Path,
+    config: Config,
+    reporter: Reporter | None = None,
+    ground_truth: Path | None = None,
+) -> RunResult:
+    """Track people in `video`, merge fragmented tracks, write every output into `out_dir`.
+
+    With `ground_truth` (a MOTChallenge gt.txt), the raw and merged tracks are scored too.
+    """
     from reid_merge.embedding import load_embedder, resolve_device
     from reid_merge.tracking import check_tracker_config, load_detector
 
-    reporter = reporter or Reporter()
-    clock = _Stopwatch()
-    info = probe_video(video)
-    check_output_dir(out_dir, info)
+    run = _start(video, out_dir, config, reporter, ground_truth)
     tracker = check_tracker_config(config.tracker)
     device = resolve_device(config.device)
-    with clock.time("load models"):
+    with run.clock.time("load models"):
         detector, detector_info = load_detector(config.detector)
         embedder, reid_info = load_embedder(
             config.reid_model, _optional_path(config.reid_weights), str(device), config.embed_batch_size
         )
-    notes = [f"detector: {detector_info.name} ({detector_info.source})", f"re-identification: {reid_info.source}"]
-    for note in notes:
-        reporter.note(note)
+    run.models = {"detector": detector_info.to_dict(), "reid": reid_info.to_dict()}
+    run.note(f"detector: {detector_info.name} ({detector_info.source})")
+    run.note(f"re-identification: {reid_info.source}")
+    with run.clock.time("detect + track"):
+        raw, crops, frames = track_and_sample(
+            run.info, detector, detector_info, tracker, str(device), config, run.reporter, run.clock
+        )
+    run.clock.timings["detect + track"] -= run.clock.timings.get("sample crops", 0.0)  # its own stage
+    return _merge_and_write(run, raw, crops, embedder, frames, write_raw=True)
 
-    with clock.time("detect + track"):
-        raw, crops, frames = track_and_sample(info, detector, detector_info, tracker, str(device), config, reporter, clock)
-    clock.timings["detect + track"] -= clock.timings.get("sample crops", 0.0)  # reported as its own stage
-    models = {"detector": detector_info.to_dict(), "reid": reid_info.to_dict()}
-    return _merge_and_write(
-        raw, crops, embedder, info, frames, out_dir, config, models, notes, reporter, clock, write_raw=True
-    )
+
+def _start(video: Path, out_dir: Path, config: Config, reporter: Reporter | None, ground_truth: Path | None) -> _Run:
+    """Check the inputs and the output folder before anything slow happens."""
+    from reid_merge.evaluation import read_ground_truth
+
+    info = probe_video(video)
+    gt = read_ground_truth(ground_truth) if ground_truth is not None else None
+    check_output_dir(out_dir, info)
+    return _Run(info, out_dir, config, reporter or Reporter(), ground_truth=gt)
 
 
 def track_and_sample(
@@ -159,50 +193,37 @@ def track_and_sample(
 
 
 def merge_tracks_file(
-    tracks_path: Path, video: Path, out_dir: Path, config: Config, reporter: Reporter | None = None
+    tracks_path: Path,
+    video: Path,
+    out_dir: Path,
+    config: Config,
+    reporter: Reporter | None = None,
+    ground_truth: Path | None = None,
 ) -> RunResult:
     """Merge tracks that any tracker produced for `video`; the outputs of `run_video` less raw_tracks.txt."""
     from reid_merge.embedding import load_embedder, resolve_device
 
-    reporter = reporter or Reporter()
-    clock = _Stopwatch()
-    info = probe_video(video)
     raw = read_tracks(tracks_path)
-    check_output_dir(out_dir, info)
-    if len(raw) and raw.frame.max() > info.num_frames:
+    run = _start(video, out_dir, config, reporter, ground_truth)
+    run.inputs = {"tracks": str(tracks_path)}
+    if len(raw) and raw.frame.max() > run.info.num_frames:
         raise InputError(
-            f"{tracks_path}: frame {int(raw.frame.max())} is beyond the video's {info.num_frames} frames "
+            f"{tracks_path}: frame {int(raw.frame.max())} is beyond the video's {run.info.num_frames} frames "
             f"({video}); tracks and video do not belong together"
         )
     device = resolve_device(config.device)
-    with clock.time("load models"):
+    with run.clock.time("load models"):
         embedder, reid_info = load_embedder(
             config.reid_model, _optional_path(config.reid_weights), str(device), config.embed_batch_size
         )
-    notes = [f"re-identification: {reid_info.source}"]
-    reporter.note(notes[0])
-
-    with clock.time("sample crops"):
-        crops, frames = sample_crops(info, raw, config, reporter)
+    run.models = {"reid": reid_info.to_dict()}
+    run.note(f"re-identification: {reid_info.source}")
+    with run.clock.time("sample crops"):
+        crops, frames = sample_crops(run.info, raw, config, run.reporter)
     last_frame = int(raw.frame.max()) if len(raw) else 0
     if frames < last_frame:
         raise InputError(f"{tracks_path}: tracks reach frame {last_frame} but {video} decodes only {frames} frames")
-    models = {"reid": reid_info.to_dict()}
-    return _merge_and_write(
-        raw,
-        crops,
-        embedder,
-        info,
-        info.num_frames,
-        out_dir,
-        config,
-        models,
-        notes,
-        reporter,
-        clock,
-        write_raw=False,
-        inputs={"tracks": str(tracks_path)},
-    )
+    return _merge_and_write(run, raw, crops, embedder, run.info.num_frames, write_raw=False)
 
 
 def sample_crops(info: VideoInfo, tracks: TrackSet, config: Config, reporter: Reporter) -> tuple[CropSet, int]:
@@ -227,9 +248,7 @@ def sample_crops(info: VideoInfo, tracks: TrackSet, config: Config, reporter: Re
     return sampler.finish(), decoded
 
 
-def decide_merge(
-    raw: TrackSet, crops: CropSet, features: np.ndarray, config: Config, fps: float
-) -> MergeOutcome:
+def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Config, fps: float) -> MergeOutcome:
     """Similarity → cannot-link (shared frames, impossible hand-overs) → clustering → person IDs."""
     track_ids = raw.track_ids
     owner = np.searchsorted(track_ids, crops.track_id)
@@ -242,15 +261,16 @@ def decide_merge(
         features = whitening.project(features)
     similarity = track_similarity(features, owner, len(track_ids), config.aggregation)  # type: ignore[arg-type]
     cannot_link = cooccurrence(raw, track_ids)
-    if config.motion_gate:
-        possible = reachable(
-            track_ends(raw, track_ids),
-            fps,
-            config.motion_slack_heights,
-            config.motion_heights_per_second,
-        )
-        cannot_link |= ~possible
-    labels = cluster_tracks(1.0 - similarity, cannot_link, config.threshold, config.persons)
+    distance = 1.0 - similarity
+    if config.motion_gate or config.continuity_bonus > 0:
+        error, gap = handover(track_ends(raw, track_ids), fps)
+        slack, speed = config.motion_slack_heights, config.motion_heights_per_second
+        if config.motion_gate:
+            cannot_link |= ~reachable(error, gap, slack, speed)
+        if config.continuity_bonus > 0:
+            bonus = config.continuity_bonus * continuity(error, gap, config.continuity_seconds, slack, speed)
+            distance = np.clip(distance - bonus, 0.0, None)
+    labels = cluster_tracks(distance, cannot_link, config.threshold, config.persons)
     mapping = person_ids_by_first_appearance(raw, track_ids, labels)
     without = len(track_ids) - len(np.unique(crops.track_id))
     return MergeOutcome(track_ids, mapping, similarity, without, whitening is not None)
@@ -275,67 +295,63 @@ def similarity_report(outcome: MergeOutcome, config: Config) -> dict[str, Any]:
 
 
 def _merge_and_write(
-    raw: TrackSet,
-    crops: CropSet,
-    embedder: Any,
-    info: VideoInfo,
-    frames: int,
-    out_dir: Path,
-    config: Config,
-    models: dict[str, Any],
-    notes: list[str],
-    reporter: Reporter,
-    clock: _Stopwatch,
-    *,
-    write_raw: bool,
-    inputs: dict[str, str] | None = None,
+    run: _Run, raw: TrackSet, crops: CropSet, embedder: Any, frames: int, *, write_raw: bool
 ) -> RunResult:
+    config, clock, reporter = run.config, run.clock, run.reporter
     with clock.time("embed"):
         features = _embed(embedder, crops, config.embed_batch_size * 4, reporter)
     with clock.time("similarity + cluster"):
-        outcome = decide_merge(raw, crops, features, config, info.fps)
+        outcome = decide_merge(raw, crops, features, config, run.info.fps)
     merged = raw.relabel(outcome.mapping)
     persons = len(set(outcome.mapping.values()))
     if len(raw) == 0:
-        note = "nobody was detected: the outputs hold no tracks"
-        notes.append(note)
-        reporter.note(note)
+        run.note("nobody was detected: the outputs hold no tracks")
 
     outputs: dict[str, Path] = {}
     if config.write_video:
         reporter.start("video", frames)
         with clock.time("write video"):
-            outputs["annotated.mp4"] = out_dir / "annotated.mp4"
+            outputs["annotated.mp4"] = run.out_dir / "annotated.mp4"
             written = write_annotated_video(
-                _counting(read_frames(info), reporter), raw, outcome.mapping, outputs["annotated.mp4"], info.fps
+                _counting(read_frames(run.info), reporter), raw, outcome.mapping, outputs["annotated.mp4"], run.info.fps
             )
         reporter.finish("video")
         frames = max(frames, written)
+    scores = _score(raw, merged, run.ground_truth) if run.ground_truth is not None else None
     with clock.time("write tracks"):
-        outputs["tracks.txt"] = out_dir / "tracks.txt"
+        outputs["tracks.txt"] = run.out_dir / "tracks.txt"
         write_text_atomic(outputs["tracks.txt"], format_mot(merged))
         if write_raw:
-            outputs["raw_tracks.txt"] = out_dir / "raw_tracks.txt"
+            outputs["raw_tracks.txt"] = run.out_dir / "raw_tracks.txt"
             write_text_atomic(outputs["raw_tracks.txt"], format_mot(raw))
         document = {
             "format": JSON_FORMAT,
             "version": 1,
             "tool": {"name": "reid-merge", "version": __version__},
-            "video": {**info.to_dict(), "frames_decoded": frames},
-            "inputs": inputs or {},
+            "video": {**run.info.to_dict(), "frames_decoded": frames},
+            "inputs": run.inputs,
             "parameters": config.to_dict(),
-            "models": models,
+            "models": run.models,
             "summary": {"frames": frames, "raw_tracks": len(outcome.track_ids), "persons": persons},
             "mapping": [{"track_id": t, "person_id": p} for t, p in sorted(outcome.mapping.items())],
             "persons": _persons(raw, outcome.mapping),
             "similarity": similarity_report(outcome, config),
-            "notes": notes,
+            **({"evaluation": scores} if scores is not None else {}),
+            "notes": run.notes,
             "tracks": tracks_to_json(merged),
         }
-        outputs["tracks.json"] = out_dir / "tracks.json"
+        outputs["tracks.json"] = run.out_dir / "tracks.json"
         # Written last: a tracks.json on disk means every other output is complete.
         write_text_atomic(outputs["tracks.json"], _dump_json(document))
-    return RunResult(out_dir, frames, len(outcome.track_ids), persons, dict(clock.timings), notes, outputs)
+    return RunResult(
+        run.out_dir, frames, len(outcome.track_ids), persons, dict(clock.timings), run.notes, outputs, scores
+    )
+
+
+def _score(raw: TrackSet, merged: TrackSet, gt: TrackSet) -> dict[str, dict[str, float | int]]:
+    from reid_merge.evaluation import evaluate
+
+    return {"raw": evaluate(raw, gt).to_dict(), "merged": evaluate(merged, gt).to_dict()}
 
 
 def _embed(embedder: Any, crops: CropSet, chunk: int, reporter: Reporter) -> np.ndarray:

@@ -110,7 +110,7 @@ def _aggregate(
     if aggregation == "median":
         lo = np.take_along_axis(ordered, np.maximum((n - 1) // 2, 0)[..., None], axis=2)[..., 0]
         hi = np.take_along_axis(ordered, np.maximum(n // 2, 0)[..., None], axis=2)[..., 0]
-        return ((lo.astype(np.float64) + hi) / 2.0)
+        return (lo.astype(np.float64) + hi) / 2.0
     cut = np.floor(n * TRIM_FRACTION).astype(int)
     rank = np.arange(flat.shape[2])
     keep = (rank >= cut[..., None]) & (rank < (n - cut)[..., None])

@@ -143,9 +143,7 @@ def cooccurrence(tracks: TrackSet, track_ids: IntArray) -> npt.NDArray[np.bool_]
     frames, row = np.unique(tracks.frame, return_inverse=True)
     # presence[f, t] = track t is seen in frame f; co-occurrence = presenceᵀ · presence > 0.
     # Sparse, because a long video has many frames and each frame few tracks.
-    presence = sparse.csr_matrix(
-        (np.ones(len(tracks), dtype=np.float32), (row, col)), shape=(len(frames), n)
-    )
+    presence = sparse.csr_matrix((np.ones(len(tracks), dtype=np.float32), (row, col)), shape=(len(frames), n))
     together = (presence.T @ presence).toarray() > 0
     np.fill_diagonal(together, False)
     return together

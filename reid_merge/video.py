@@ -43,8 +43,7 @@ def probe_video(path: Path) -> VideoInfo:
         return _probe_sequence(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(
-            f"{path}: not a video file (expected one of {', '.join(VIDEO_SUFFIXES)}) "
-            "or a MOTChallenge sequence folder"
+            f"{path}: not a video file (expected one of {', '.join(VIDEO_SUFFIXES)}) or a MOTChallenge sequence folder"
         )
     capture = cv2.VideoCapture(str(path))
     try:
@@ -71,7 +70,9 @@ def probe_video(path: Path) -> VideoInfo:
 def _probe_sequence(folder: Path) -> VideoInfo:
     ini = folder / "seqinfo.ini"
     if not ini.is_file():
-        raise InputError(f"{folder}: is a folder without seqinfo.ini (expected a video file or a MOTChallenge sequence)")
+        raise InputError(
+            f"{folder}: is a folder without seqinfo.ini (expected a video file or a MOTChallenge sequence)"
+        )
     parser = configparser.ConfigParser()
     try:
         parser.read(ini, encoding="utf-8")

@@ -13,11 +13,10 @@ import pytest
 
 from reid_merge.tracks import TrackSet
 from reid_merge.tracks_io import read_mot, write_mot
+from tests.data_paths import ROOT, SAMPLE_VIDEO, SHARED_DATA
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "sample_videos" / "market_street_1906.mp4"
-SHARED = ROOT.parent / "shared" / "data"
-CAMPUS = SHARED / "TUD-Campus"
+SAMPLE = SAMPLE_VIDEO
+CAMPUS = SHARED_DATA / "TUD-Campus"
 
 
 def reid_merge(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -104,9 +103,13 @@ def test_merge_joins_fragments_of_ground_truth_tracks(tmp_path: Path) -> None:
     fragments = TrackSet.from_arrays(gt.frame, fragment_id, gt.xyxy, gt.score)
     path = tmp_path / "fragments.txt"
     write_mot(path, fragments)
-    result = reid_merge("merge", path, "--video", CAMPUS / "TUD-Campus.mp4", "-o", tmp_path / "out", "--no-video")
+    gt_path = CAMPUS / "gt" / "gt.txt"
+    out = tmp_path / "out"
+    result = reid_merge("merge", path, "--video", CAMPUS / "TUD-Campus.mp4", "-o", out, "--no-video", "--gt", gt_path)
     assert result.returncode == 0, result.stderr
-    doc = json.loads((tmp_path / "out" / "tracks.json").read_text())
+    doc = json.loads((out / "tracks.json").read_text())
+    assert doc["evaluation"]["merged"]["idf1"] > doc["evaluation"]["raw"]["idf1"]
+    assert "against ground truth" in result.stderr
     persons = {m["track_id"]: m["person_id"] for m in doc["mapping"]}
     assert len(set(persons.values())) < len(persons)
     for a in persons:

@@ -7,8 +7,7 @@ import yaml
 
 from reid_merge.config import Config, load_config
 from reid_merge.errors import UsageError
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.data_paths import ROOT
 
 
 def test_default_yaml_mirrors_the_dataclass() -> None:

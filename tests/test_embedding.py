@@ -334,9 +334,7 @@ def test_osnet_from_cache(osnet_checkpoint: tuple[Path, torch.nn.Module], empty_
     assert Path(info.weights) == (empty_cache / osnet_checkpoint[0].name).resolve()
 
 
-def test_checkpoint_with_pickled_extras(
-    osnet_checkpoint: tuple[Path, torch.nn.Module], tmp_path: Path
-) -> None:
+def test_checkpoint_with_pickled_extras(osnet_checkpoint: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:
     """torchreid stores `rank1` as a numpy scalar, which weights_only=True refuses."""
     state = torch.load(osnet_checkpoint[0], map_location="cpu", weights_only=True)
     state["rank1"] = np.float64(0.87)
@@ -396,9 +394,7 @@ def test_wrong_width_is_an_error(tmp_path: Path) -> None:
         load_embedder("osnet_x0_25", weights=path, device="cpu")
 
 
-def test_missing_backbone_key_is_an_error(
-    osnet_checkpoint: tuple[Path, torch.nn.Module], tmp_path: Path
-) -> None:
+def test_missing_backbone_key_is_an_error(osnet_checkpoint: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:
     state = torch.load(osnet_checkpoint[0], map_location="cpu", weights_only=True)["state_dict"]
     del state["module.conv3.0.conv1.bn.running_mean"]
     path = tmp_path / "partial.pth"

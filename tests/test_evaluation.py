@@ -21,7 +21,9 @@ FAR_BOX = (100.0, 100.0, 110.0, 110.0)
 def make_tracks(rows: list[tuple[int, int, tuple[float, float, float, float]]]) -> TrackSet:
     """A track set from ``(frame, track_id, (x1, y1, x2, y2))`` rows, every score 1."""
     return TrackSet.from_arrays(
-        [r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows]).reshape(-1, 4),
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        np.array([r[2] for r in rows]).reshape(-1, 4),
         np.ones(len(rows)),
     )
 

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -9,8 +7,7 @@ from reid_merge.oracle import cut_into_fragments, pairwise_scores
 from reid_merge.tracks import cooccurrence
 from reid_merge.tracks_io import read_mot
 from tests.builders import tracks_from_rows, walking_track
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.data_paths import SHARED_DATA
 
 
 def test_fragments_cover_identities_without_overlap() -> None:
@@ -39,9 +36,9 @@ def test_a_gap_in_the_truth_always_cuts() -> None:
     assert len(fragments.track_ids) == 2
 
 
-@pytest.mark.skipif(not (SHARED / "TUD-Stadtmitte").is_dir(), reason="shared data not present")
+@pytest.mark.skipif(not (SHARED_DATA / "TUD-Stadtmitte").is_dir(), reason="shared data not present")
 def test_real_sequence_is_fragmented() -> None:
-    gt = read_mot(SHARED / "TUD-Stadtmitte" / "gt" / "gt.txt")
+    gt = read_mot(SHARED_DATA / "TUD-Stadtmitte" / "gt" / "gt.txt")
     fragments, identity = cut_into_fragments(gt, seed=0)
     assert len(set(identity.values())) == 10 and len(fragments.track_ids) > 15
 

@@ -10,8 +10,7 @@ from reid_merge.errors import InputError
 from reid_merge.tracks import TrackSet, cooccurrence
 from reid_merge.tracks_io import format_mot, read_mot, read_tracks, tracks_to_json
 from tests.builders import tracks_from_rows, walking_track
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.data_paths import SHARED_DATA
 
 
 @pytest.fixture
@@ -49,9 +48,9 @@ def test_reads_both_mot_layouts(tmp_path: Path) -> None:
         assert t.xyxy.tolist() == [[10, 20, 40, 60]] and t.score.tolist() == [conf]
 
 
-@pytest.mark.skipif(not (SHARED / "TUD-Campus").is_dir(), reason="shared data not present")
+@pytest.mark.skipif(not (SHARED_DATA / "TUD-Campus").is_dir(), reason="shared data not present")
 def test_reads_real_ground_truth() -> None:
-    t = read_mot(SHARED / "TUD-Campus" / "gt" / "gt.txt")
+    t = read_mot(SHARED_DATA / "TUD-Campus" / "gt" / "gt.txt")
     assert len(t) == 359 and len(t.track_ids) == 8 and t.frame.min() == 1
 
 

@@ -1,0 +1,11 @@
+"""Where the tests find real data: the bundled sample and the shared evaluation sequences."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_VIDEO = ROOT / "sample_videos" / "market_street_1906.mp4"
+# ../shared/data beside the checkout (as in CI), or wherever REID_MERGE_SHARED_DATA points.
+SHARED_DATA = Path(os.environ.get("REID_MERGE_SHARED_DATA", ROOT.parent / "shared" / "data"))

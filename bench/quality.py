@@ -5,7 +5,7 @@ once, then scores the raw tracks, the merge under each aggregation and threshold
 best merge any clustering of these raw tracks could reach (each raw track given to the true
 identity it overlaps most, never joining tracks that share a frame).
 
-    python bench/quality.py [--data ../shared/data] [--thresholds 0.1,0.2,0.3]
+    python bench/quality.py [--data ../shared/data] [--vary threshold=0.6,0.65,0.7 --vary criterion=average,dbc]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import itertools
 import json
 import pickle
 import sys
@@ -31,20 +32,16 @@ from reid_merge.tracks import TrackSet, cooccurrence
 from reid_merge.video import probe_video
 
 ROOT = Path(__file__).resolve().parents[1]
-# Settings that only change the merge, not the tracks, crops or features it starts from.
-MERGE_ONLY = (
-    "aggregation",
-    "threshold",
-    "persons",
-    "motion_gate",
-    "adapt",
-    "adapt_dims",
-    "adapt_regularization",
-    "motion_slack_heights",
-    "motion_heights_per_second",
-    "continuity_bonus",
-    "continuity_seconds",
-    "write_video",
+# Settings that shape the tracks, crops and features a merge starts from (the cache key).
+SHAPING = (
+    "detector",
+    "tracker",
+    "detection_confidence",
+    "image_size",
+    "reid_model",
+    "reid_weights",
+    "crops_per_track",
+    "min_crop_height",
 )
 
 
@@ -53,7 +50,7 @@ def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, obje
     from reid_merge.embedding import load_embedder, resolve_device
     from reid_merge.tracking import load_detector
 
-    shaping = {k: v for k, v in config.to_dict().items() if k not in MERGE_ONLY}
+    shaping = {k: v for k, v in config.to_dict().items() if k in SHAPING}
     tracker_yaml = Path(check_tracker_config(config.tracker)).read_text()
     key = hashlib.sha256(json.dumps([str(sequence), shaping, tracker_yaml], sort_keys=True).encode()).hexdigest()[:16]
     path = cache / f"{sequence.name}-{key}.pkl"
@@ -143,27 +140,30 @@ def score_row(name: str, pred: TrackSet, gt: TrackSet) -> dict:
 
 
 def schemes(args: argparse.Namespace, base: Config) -> list[tuple[str, Config]]:
-    thresholds = [float(t) for t in args.thresholds.split(",")]
-    switch = {"on": [True], "off": [False], "both": [False, True]}
-    return [
-        (
-            f"{aggregation} @ {threshold:g}{' + adapt' if adapt else ''}{' + gate' if gate else ''}"
-            f"{f' + bonus {bonus:g}' if bonus else ''}",
-            dataclasses.replace(
-                base,
-                aggregation=aggregation,
-                threshold=threshold,
-                motion_gate=gate,
-                adapt=adapt,
-                continuity_bonus=bonus,
-            ),
-        )
-        for adapt in switch[args.adapt]
-        for gate in switch[args.motion]
-        for bonus in (float(b) for b in args.bonus.split(","))
-        for aggregation in args.aggregations.split(",")
-        for threshold in thresholds
-    ]
+    """The cross product of every `--vary key=v1,v2` on top of the defaults, named by its values."""
+    fields = {f.name: f.type for f in dataclasses.fields(Config)}
+    axes: list[list[tuple[str, object]]] = []
+    for spec in args.vary:
+        key, _, values = spec.partition("=")
+        if key not in fields:
+            raise SystemExit(f"--vary {spec}: unknown setting {key!r}")
+        default = getattr(base, key)
+        axes.append([(key, _parse_like(value, default)) for value in values.split(",")])
+    result = []
+    for combination in itertools.product(*axes):
+        name = " ".join(f"{k}={v}" for k, v in combination) or "defaults"
+        result.append((name, dataclasses.replace(base, **dict(combination))))
+    return result
+
+
+def _parse_like(text: str, default: object) -> object:
+    if isinstance(default, bool):
+        return text.lower() in ("1", "true", "on", "yes")
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    return None if text == "none" else text
 
 
 def oracle_table(sequences: list[Path], args: argparse.Namespace, base: Config) -> list[dict]:
@@ -177,7 +177,9 @@ def oracle_table(sequences: list[Path], args: argparse.Namespace, base: Config) 
             for fragments, identity, crops, features in runs:
                 outcome = decide_merge(fragments, crops, features, config, fps)
                 labels = [outcome.mapping[int(t)] for t in outcome.track_ids]
-                truth = [identity[int(t)] for t in outcome.track_ids]
+                # Fragments are pure: a split part keeps its fragment's identity.
+                parent = {s.new_track_id: s.track_id for s in outcome.splits}
+                truth = [identity[parent.get(int(t), int(t))] for t in outcome.track_ids]
                 scores.append(pairwise_scores(labels, truth))
             rows.append(
                 {
@@ -218,7 +220,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
             rows.append({"input": label, **score_row("best possible merge", raw.relabel(mapping), gt)})
             for name, config in schemes(args, base):
                 outcome = decide_merge(raw, crops, features, config, fps)
-                rows.append({"input": label, **score_row(name, raw.relabel(outcome.mapping), gt)})
+                rows.append({"input": label, **score_row(name, outcome.tracks.relabel(outcome.mapping), gt)})
     return rows
 
 
@@ -250,11 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/reid-merge-bench"))
     parser.add_argument("--protocol", choices=("oracle", "end-to-end", "both"), default="both")
     parser.add_argument("--seeds", type=int, default=5, help="oracle fragment seeds")
-    parser.add_argument("--thresholds", default="0.1,0.15,0.2,0.25,0.3,0.35,0.4")
-    parser.add_argument("--aggregations", default="mean,max,median,centroid")
-    parser.add_argument("--motion", choices=("on", "off", "both"), default="both", help="motion gate")
-    parser.add_argument("--adapt", choices=("on", "off", "both"), default="both", help="per-video whitening")
-    parser.add_argument("--bonus", default="0.1", help="continuity bonus values, comma-separated")
+    parser.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a setting of Config and the values to try (repeatable; schemes are the cross product)",
+    )
+    parser.add_argument("--summary-only", action="store_true", help="print only the summary table")
     args = parser.parse_args(argv)
     base = Config()
     sequences = sorted(p for p in args.data.iterdir() if (p / "gt" / "gt.txt").is_file())
@@ -262,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     end_to_end = end_to_end_table(sequences, args, base) if args.protocol in ("end-to-end", "both") else []
     print("## Summary\n")
     print_table(summary_table(oracle, end_to_end))
+    if args.summary_only:
+        return 0
     if oracle:
         print(f"\n## Oracle fragments ({args.seeds} seeds, pairwise scores averaged)\n")
         print_table(oracle)

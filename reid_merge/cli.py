@@ -151,6 +151,9 @@ PersonsOpt = typer.Option(None, "--persons", help="Stop at this many persons whe
 AggregationOpt = typer.Option(
     None, "--aggregation", help="Crop-block aggregation: mean, median, max, min, trimmed_mean or centroid."
 )
+CriterionOpt = typer.Option(None, "--criterion", help="Clustering: average (linkage) or dbc (dispersion-based).")
+DispersionOpt = typer.Option(None, "--dispersion-weight", help="λ of --criterion dbc [default: 0.1].")
+SplitOpt = typer.Option(None, "--split-impure/--no-split-impure", help="Split tracks whose crops show two people.")
 ReidModelOpt = typer.Option(
     None, "--reid-model", help="Re-identification architecture, e.g. osnet_x1_0 [default: auto]."
 )
@@ -174,6 +177,9 @@ def run(
     threshold: float | None = ThresholdOpt,
     persons: int | None = PersonsOpt,
     aggregation: str | None = AggregationOpt,
+    criterion: str | None = CriterionOpt,
+    dispersion_weight: float | None = DispersionOpt,
+    split_impure: bool | None = SplitOpt,
     detector: str | None = typer.Option(
         None, "--detector", help="auto, offline, an ultralytics name (yolo11n.pt) or a .pt path."
     ),
@@ -195,6 +201,9 @@ def run(
             threshold=threshold,
             persons=persons,
             aggregation=aggregation,
+            criterion=criterion,
+            dispersion_weight=dispersion_weight,
+            split_impure=split_impure,
             detector=detector,
             tracker=tracker,
             reid_model=reid_model,
@@ -217,6 +226,9 @@ def merge(
     threshold: float | None = ThresholdOpt,
     persons: int | None = PersonsOpt,
     aggregation: str | None = AggregationOpt,
+    criterion: str | None = CriterionOpt,
+    dispersion_weight: float | None = DispersionOpt,
+    split_impure: bool | None = SplitOpt,
     reid_model: str | None = ReidModelOpt,
     reid_weights: str | None = ReidWeightsOpt,
     no_video: bool = NoVideoOpt,
@@ -234,6 +246,9 @@ def merge(
             threshold=threshold,
             persons=persons,
             aggregation=aggregation,
+            criterion=criterion,
+            dispersion_weight=dispersion_weight,
+            split_impure=split_impure,
             reid_model=reid_model,
             reid_weights=reid_weights,
             write_video=False if no_video else None,

@@ -15,6 +15,7 @@ from typing import Any, get_args, get_type_hints
 
 import yaml
 
+from reid_merge.clustering import CRITERIA
 from reid_merge.errors import UsageError
 from reid_merge.similarity import AGGREGATIONS
 
@@ -36,6 +37,12 @@ class Config:
     aggregation: str = "mean"
     threshold: float = 0.65
     persons: int | None = None
+    criterion: str = "average"
+    dispersion_weight: float = 0.1
+    short_track_detections: int = 5
+    short_track_score: float = 0.5
+    split_impure: bool = False
+    split_margin: float = 0.5
     adapt: bool = True
     adapt_dims: int = 16
     adapt_regularization: float = 0.1
@@ -61,6 +68,11 @@ class Config:
         _check(self.aggregation in AGGREGATIONS, "aggregation", f"one of {', '.join(AGGREGATIONS)}", self.aggregation)
         _check(0.0 <= self.threshold <= 2.0, "threshold", "in [0, 2] (a distance, 1 - cosine)", self.threshold)
         _check(self.persons is None or self.persons >= 1, "persons", ">= 1", self.persons)
+        _check(self.criterion in CRITERIA, "criterion", f"one of {', '.join(CRITERIA)}", self.criterion)
+        _check(self.dispersion_weight >= 0, "dispersion_weight", ">= 0", self.dispersion_weight)
+        _check(self.short_track_detections >= 0, "short_track_detections", ">= 0", self.short_track_detections)
+        _check(0 < self.split_margin <= 2, "split_margin", "in (0, 2]", self.split_margin)
+        _check(0 <= self.short_track_score <= 1, "short_track_score", "in [0, 1]", self.short_track_score)
         _check(self.adapt_dims >= 1, "adapt_dims", ">= 1", self.adapt_dims)
         _check(self.adapt_regularization > 0, "adapt_regularization", "> 0", self.adapt_regularization)
         _check(0 <= self.continuity_bonus <= 1, "continuity_bonus", "in [0, 1]", self.continuity_bonus)

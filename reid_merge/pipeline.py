@@ -7,6 +7,7 @@ fails in a second, not after the video has been tracked.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from reid_merge.clustering import cluster_tracks
 from reid_merge.config import Config
 from reid_merge.crops import CropSampler, CropSet
 from reid_merge.errors import InputError
+from reid_merge.impurity import Split, apply_splits, find_impure_tracks
 from reid_merge.motion import continuity, handover, reachable, track_ends
 from reid_merge.similarity import describe, track_similarity
 from reid_merge.tracks import TrackSet, cooccurrence
@@ -100,13 +102,42 @@ class _Run:
 
 @dataclass(frozen=True)
 class MergeOutcome:
-    """The merge decision for one set of raw tracks."""
+    """The merge decision for one set of raw tracks.
 
+    `tracks` are the raw tracks after splitting impure ones (the raw tracks themselves when
+    nothing was split); `track_ids`, `mapping` and `similarity` refer to them.
+    """
+
+    tracks: TrackSet
     track_ids: np.ndarray
     mapping: dict[int, int]
     similarity: np.ndarray
     tracks_without_crops: int
     adapted: bool
+    splits: list[Split]
+
+
+@dataclass(frozen=True)
+class Models:
+    """The loaded detector and re-identification model, so that several videos can share them."""
+
+    detector: Any
+    detector_info: Any
+    embedder: Any
+    reid_info: Any
+
+
+def load_models(config: Config) -> Models:
+    """Load the detector and the embedder that `config` names, on its device."""
+    from reid_merge.embedding import load_embedder, resolve_device
+    from reid_merge.tracking import load_detector
+
+    device = resolve_device(config.device)
+    detector, detector_info = load_detector(config.detector)
+    embedder, reid_info = load_embedder(
+        config.reid_model, _optional_path(config.reid_weights), str(device), config.embed_batch_size
+    )
+    return Models(detector, detector_info, embedder, reid_info)
 
 
 def run_video(
@@ -115,22 +146,24 @@ def run_video(
     config: Config,
     reporter: Reporter | None = None,
     ground_truth: Path | None = None,
+    models: Models | None = None,
 ) -> RunResult:
     """Track people in `video`, merge fragmented tracks, write every output into `out_dir`.
 
     With `ground_truth` (a MOTChallenge gt.txt), the raw and merged tracks are scored too.
+    `models` from `load_models(config)` are used as they are (a batch loads them once per
+    worker); without them the models are loaded here. The tracker's state is per call.
     """
-    from reid_merge.embedding import load_embedder, resolve_device
-    from reid_merge.tracking import check_tracker_config, load_detector
+    from reid_merge.embedding import resolve_device
+    from reid_merge.tracking import check_tracker_config
 
     run = _start(video, out_dir, config, reporter, ground_truth)
     tracker = check_tracker_config(config.tracker)
     device = resolve_device(config.device)
     with run.clock.time("load models"):
-        detector, detector_info = load_detector(config.detector)
-        embedder, reid_info = load_embedder(
-            config.reid_model, _optional_path(config.reid_weights), str(device), config.embed_batch_size
-        )
+        models = models or load_models(config)
+    detector, detector_info = models.detector, models.detector_info
+    embedder, reid_info = models.embedder, models.reid_info
     run.models = {"detector": detector_info.to_dict(), "reid": reid_info.to_dict()}
     run.note(f"detector: {detector_info.name} ({detector_info.source})")
     run.note(f"re-identification: {reid_info.source}")
@@ -249,9 +282,9 @@ def sample_crops(info: VideoInfo, tracks: TrackSet, config: Config, reporter: Re
 
 
 def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Config, fps: float) -> MergeOutcome:
-    """Similarity → cannot-link (shared frames, impossible hand-overs) → clustering → person IDs."""
-    track_ids = raw.track_ids
-    owner = np.searchsorted(track_ids, crops.track_id)
+    """Split impure tracks (optional) → similarity → cannot-link (shared frames, impossible
+    hand-overs) → clustering → person IDs."""
+    owner = np.searchsorted(raw.track_ids, crops.track_id)
     whitening = (
         fit_within_track_whitening(features, owner, config.adapt_dims, config.adapt_regularization)
         if config.adapt
@@ -259,21 +292,54 @@ def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Co
     )
     if whitening is not None:
         features = whitening.project(features)
+    tracks, crop_track, splits = raw, crops.track_id, []
+    if config.split_impure:
+        splits = find_impure_tracks(raw, features, crops.track_id, crops.frame, config.split_margin)
+        tracks, crop_track = apply_splits(raw, crops.track_id, crops.frame, splits)
+    track_ids = tracks.track_ids
+    owner = np.searchsorted(track_ids, crop_track)
     similarity = track_similarity(features, owner, len(track_ids), config.aggregation)  # type: ignore[arg-type]
-    cannot_link = cooccurrence(raw, track_ids)
+    cannot_link = cooccurrence(tracks, track_ids)
     distance = 1.0 - similarity
     if config.motion_gate or config.continuity_bonus > 0:
-        error, gap = handover(track_ends(raw, track_ids), fps)
+        error, gap = handover(track_ends(tracks, track_ids), fps)
         slack, speed = config.motion_slack_heights, config.motion_heights_per_second
         if config.motion_gate:
             cannot_link |= ~reachable(error, gap, slack, speed)
         if config.continuity_bonus > 0:
             bonus = config.continuity_bonus * continuity(error, gap, config.continuity_seconds, slack, speed)
             distance = np.clip(distance - bonus, 0.0, None)
-    labels = cluster_tracks(distance, cannot_link, config.threshold, config.persons)
-    mapping = person_ids_by_first_appearance(raw, track_ids, labels)
-    without = len(track_ids) - len(np.unique(crops.track_id))
-    return MergeOutcome(track_ids, mapping, similarity, without, whitening is not None)
+    # A short track of low confidence is most likely a detector false positive: it stays alone
+    # rather than being glued onto a person.
+    doubtful = likely_false_positives(tracks, track_ids, config.short_track_detections, config.short_track_score)
+    distance[doubtful, :] = np.nan
+    distance[:, doubtful] = np.nan
+    labels = cluster_tracks(
+        distance,
+        cannot_link,
+        config.threshold,
+        config.persons,
+        criterion=config.criterion,  # type: ignore[arg-type]
+        dispersion_weight=config.dispersion_weight,
+    )
+    mapping = person_ids_by_first_appearance(tracks, track_ids, labels)
+    without = len(track_ids) - len(np.unique(crop_track))
+    return MergeOutcome(tracks, track_ids, mapping, similarity, without, whitening is not None, splits)
+
+
+def likely_false_positives(
+    tracks: TrackSet, track_ids: np.ndarray, max_detections: int, max_mean_score: float
+) -> np.ndarray:
+    """`(N,)` True for tracks with fewer than `max_detections` boxes and a mean score below `max_mean_score`.
+
+    >>> t = TrackSet.from_arrays([1, 2, 1, 1], [1, 1, 2, 3], np.zeros((4, 4)), [0.3, 0.3, 0.9, 0.2])
+    >>> likely_false_positives(t, np.array([1, 2, 3]), 2, 0.5).tolist()
+    [False, False, True]
+    """
+    index = np.searchsorted(track_ids, tracks.track_id)
+    counts = np.bincount(index, minlength=len(track_ids))
+    mean_score = np.bincount(index, weights=tracks.score, minlength=len(track_ids)) / np.maximum(counts, 1)
+    return (counts < max_detections) & (mean_score < max_mean_score)
 
 
 def similarity_report(outcome: MergeOutcome, config: Config) -> dict[str, Any]:
@@ -302,8 +368,12 @@ def _merge_and_write(
         features = _embed(embedder, crops, config.embed_batch_size * 4, reporter)
     with clock.time("similarity + cluster"):
         outcome = decide_merge(raw, crops, features, config, run.info.fps)
-    merged = raw.relabel(outcome.mapping)
+    merged = outcome.tracks.relabel(outcome.mapping)
     persons = len(set(outcome.mapping.values()))
+    for split in outcome.splits:
+        run.note(
+            f"track {split.track_id} holds two people: from frame {split.frame} on it is track {split.new_track_id}"
+        )
     if len(raw) == 0:
         run.note("nobody was detected: the outputs hold no tracks")
 
@@ -313,7 +383,11 @@ def _merge_and_write(
         with clock.time("write video"):
             outputs["annotated.mp4"] = run.out_dir / "annotated.mp4"
             written = write_annotated_video(
-                _counting(read_frames(run.info), reporter), raw, outcome.mapping, outputs["annotated.mp4"], run.info.fps
+                _counting(read_frames(run.info), reporter),
+                outcome.tracks,
+                outcome.mapping,
+                outputs["annotated.mp4"],
+                run.info.fps,
             )
         reporter.finish("video")
         frames = max(frames, written)
@@ -332,9 +406,10 @@ def _merge_and_write(
             "inputs": run.inputs,
             "parameters": config.to_dict(),
             "models": run.models,
-            "summary": {"frames": frames, "raw_tracks": len(outcome.track_ids), "persons": persons},
+            "summary": {"frames": frames, "raw_tracks": len(raw.track_ids), "persons": persons},
+            "splits": [dataclasses.asdict(split) for split in outcome.splits],
             "mapping": [{"track_id": t, "person_id": p} for t, p in sorted(outcome.mapping.items())],
-            "persons": _persons(raw, outcome.mapping),
+            "persons": _persons(outcome.tracks, outcome.mapping),
             "similarity": similarity_report(outcome, config),
             **({"evaluation": scores} if scores is not None else {}),
             "notes": run.notes,
@@ -343,9 +418,7 @@ def _merge_and_write(
         outputs["tracks.json"] = run.out_dir / "tracks.json"
         # Written last: a tracks.json on disk means every other output is complete.
         write_text_atomic(outputs["tracks.json"], _dump_json(document))
-    return RunResult(
-        run.out_dir, frames, len(outcome.track_ids), persons, dict(clock.timings), run.notes, outputs, scores
-    )
+    return RunResult(run.out_dir, frames, len(raw.track_ids), persons, dict(clock.timings), run.notes, outputs, scores)
 
 
 def _score(raw: TrackSet, merged: TrackSet, gt: TrackSet) -> dict[str, dict[str, float | int]]:

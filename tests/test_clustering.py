@@ -47,8 +47,11 @@ def test_target_number_of_persons_stops_at_what_cannot_link_allows() -> None:
     seed=st.integers(0, 10_000),
     threshold=st.floats(0.0, 2.0),
     persons=st.one_of(st.none(), st.integers(1, 12)),
+    criterion=st.sampled_from(["average", "dbc"]),
 )
-def test_property_cannot_link_is_never_violated(n: int, seed: int, threshold: float, persons: int | None) -> None:
+def test_property_cannot_link_is_never_violated(
+    n: int, seed: int, threshold: float, persons: int | None, criterion: str
+) -> None:
     rng = np.random.default_rng(seed)
     d = rng.uniform(0, 2, size=(n, n)) * rng.integers(0, 2, size=(n, n))
     d = (d + d.T) / 2
@@ -56,7 +59,37 @@ def test_property_cannot_link_is_never_violated(n: int, seed: int, threshold: fl
     apart = rng.random((n, n)) < 0.3
     apart = apart | apart.T
     np.fill_diagonal(apart, False)
-    labels = cluster_tracks(d, apart, threshold, persons)
+    labels = cluster_tracks(d, apart, threshold, persons, criterion=criterion)  # type: ignore[arg-type]
     same = labels[:, None] == labels[None, :]
     assert not (same & apart).any()
     assert labels.min() == 0 and set(labels.tolist()) == set(range(labels.max() + 1))
+
+
+def test_dispersion_criterion_without_weight_is_average_linkage() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        x = rng.normal(size=(15, 3))
+        d = np.linalg.norm(x[:, None] - x[None, :], axis=2) / 4
+        apart = np.zeros((15, 15), bool)
+        apart[2, 7] = apart[7, 2] = True
+        for threshold in (0.2, 0.4, 0.8):
+            average = cluster_tracks(d, apart, threshold)
+            dbc = cluster_tracks(d, apart, threshold, criterion="dbc", dispersion_weight=0.0)
+            assert average.tolist() == dbc.tolist()
+
+
+def test_dispersion_sends_a_newcomer_to_the_tighter_cluster() -> None:
+    # A = {0, 1} is loose (0.2 apart), B = {2, 3} tight (0.02). Track 4 is 0.25 from A's
+    # members and 0.26 from B's. Average linkage gives it to A, the nearer on average; the
+    # dispersion term (0.25 + 0.5 * 0.2 against 0.26 + 0.5 * 0.02) gives it to B.
+    d = np.full((5, 5), 1.0)
+    d[0, 1] = d[1, 0] = 0.2
+    d[2, 3] = d[3, 2] = 0.02
+    d[4, :2] = d[:2, 4] = 0.25
+    d[4, 2:4] = d[2:4, 4] = 0.26
+    np.fill_diagonal(d, 0)
+    none = np.zeros((5, 5), bool)
+    average = cluster_tracks(d, none, threshold=0.3)
+    dbc = cluster_tracks(d, none, threshold=0.3, criterion="dbc", dispersion_weight=0.5)
+    assert average.tolist() == [0, 0, 1, 1, 0]
+    assert dbc.tolist() == [0, 0, 1, 1, 1]

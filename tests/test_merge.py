@@ -1,0 +1,86 @@
+"""The merge decision as a whole: whatever the settings, two tracks that share a frame stay apart."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reid_merge.config import Config
+from reid_merge.crops import CropSet
+from reid_merge.pipeline import decide_merge
+from reid_merge.tracks import TrackSet, cooccurrence
+
+
+def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frames, ids, boxes = [], [], []
+    for track_id in range(1, num_tracks + 1):
+        start = int(rng.integers(1, 60))
+        length = int(rng.integers(1, 40))
+        x = float(rng.uniform(0, 600))
+        for f in range(start, start + length):
+            frames.append(f)
+            ids.append(track_id)
+            boxes.append([x + f, 100.0, x + f + 40.0, 220.0])
+    tracks = TrackSet.from_arrays(frames, ids, np.array(boxes), rng.uniform(0.3, 1.0, len(frames)))
+    crop_rows = [i for i in range(len(tracks)) if rng.random() < 0.5]
+    features = rng.normal(size=(len(crop_rows), 8))
+    # a few look-alikes: identical appearance for different tracks
+    features[: len(features) // 3] = features[0]
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    crops = CropSet(
+        crops=[np.zeros((4, 2, 3), np.uint8)] * len(crop_rows),
+        track_id=tracks.track_id[crop_rows],
+        frame=tracks.frame[crop_rows],
+        quality=np.ones(len(crop_rows)),
+    )
+    return tracks, crops, features
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    num_tracks=st.integers(1, 14),
+    threshold=st.floats(0.0, 2.0),
+    persons=st.one_of(st.none(), st.integers(1, 5)),
+    criterion=st.sampled_from(["average", "dbc"]),
+    aggregation=st.sampled_from(["mean", "max", "median", "min", "trimmed_mean", "centroid"]),
+    adapt=st.booleans(),
+    motion_gate=st.booleans(),
+    bonus=st.floats(0.0, 1.0),
+    split_impure=st.booleans(),
+)
+def test_no_setting_puts_cooccurring_tracks_in_one_person(
+    seed: int,
+    num_tracks: int,
+    threshold: float,
+    persons: int | None,
+    criterion: str,
+    aggregation: str,
+    adapt: bool,
+    motion_gate: bool,
+    bonus: float,
+    split_impure: bool,
+) -> None:
+    tracks, crops, features = _random_scene(seed, num_tracks)
+    config = dataclasses.replace(
+        Config(),
+        threshold=threshold,
+        persons=persons,
+        criterion=criterion,
+        aggregation=aggregation,
+        adapt=adapt,
+        motion_gate=motion_gate,
+        continuity_bonus=bonus,
+        split_impure=split_impure,
+    )
+    outcome = decide_merge(tracks, crops, features, config, fps=25.0)
+    merged = outcome.tracks.relabel(outcome.mapping)
+    assert len(merged.duplicate_rows()) == 0  # no person has two boxes in one frame
+    together = cooccurrence(outcome.tracks, outcome.track_ids)
+    person = np.array([outcome.mapping[int(t)] for t in outcome.track_ids])
+    assert not (together & (person[:, None] == person[None, :])).any()
+    assert sorted(set(person.tolist())) == list(range(1, len(set(person.tolist())) + 1))

@@ -42,7 +42,7 @@ class Config:
     short_track_detections: int = 5
     short_track_score: float = 0.5
     split_impure: bool = False
-    split_margin: float = 0.5
+    split_margin: float = 0.4
     adapt: bool = True
     adapt_dims: int = 16
     adapt_regularization: float = 0.1

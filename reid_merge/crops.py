@@ -113,11 +113,17 @@ class _Candidate:
 
 @dataclass
 class _TrackSlots:
-    """Best candidate per time slot of one track; slots cover `stride` detections each."""
+    """Best candidate per time slot of one track; slots cover `stride` detections each.
+
+    Once the track has not been seen for a while its final crops are chosen (`final`) and
+    the other candidates are dropped.
+    """
 
     stride: int = 1
     seen: int = 0
+    last_frame: int = 0
     slots: list[_Candidate | None] = field(default_factory=list)
+    final: list[_Candidate] | None = None
 
 
 def spread_indices(quality: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int64]:
@@ -134,24 +140,37 @@ def spread_indices(quality: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.i
 
 
 class CropSampler:
-    """Collects crops frame by frame; `finish()` returns at most `crops_per_track` per track."""
+    """Collects crops frame by frame; `finish()` returns at most `crops_per_track` per track.
 
-    def __init__(self, crops_per_track: int = 16, min_crop_height: float = 32.0) -> None:
+    A track unseen for `stale_after` frames is finished early: its crops are chosen and the
+    spare candidates freed, so memory follows the tracks alive at once, not the video's
+    length. A track ID that comes back after that keeps the crops of its earlier life.
+    """
+
+    def __init__(self, crops_per_track: int = 16, min_crop_height: float = 32.0, stale_after: int = 300) -> None:
         if crops_per_track < 1:
             raise ValueError(f"crops_per_track must be >= 1, got {crops_per_track}")
         self.crops_per_track = crops_per_track
         self.min_crop_height = min_crop_height
+        self.stale_after = stale_after
         self._capacity = 2 * crops_per_track
         self._tracks: dict[int, _TrackSlots] = {}
+        self._last_sweep = 0
 
     def update(self, image: np.ndarray, detections: TrackSet) -> None:
         """Offer every detection of one frame (all from the same frame)."""
         if len(detections) == 0:
             return
+        frame = int(detections.frame[0])
+        if frame - self._last_sweep >= self.stale_after // 4:
+            self._finish_stale(frame)
         height, width = image.shape[:2]
         quality = box_quality(detections.xyxy, width, height, self.min_crop_height)
         for i in range(len(detections)):
             state = self._tracks.setdefault(int(detections.track_id[i]), _TrackSlots())
+            if state.final is not None:
+                continue
+            state.last_frame = frame
             slot = state.seen // state.stride
             state.seen += 1
             if slot == len(state.slots):
@@ -165,24 +184,28 @@ class CropSampler:
                 state.slots = [_better(*state.slots[j : j + 2]) for j in range(0, len(state.slots), 2)]
                 state.stride *= 2
 
+    def _finish_stale(self, frame: int) -> None:
+        self._last_sweep = frame
+        for state in self._tracks.values():
+            if state.final is None and frame - state.last_frame > self.stale_after:
+                state.final = self._choose(state)
+                state.slots = []
+
+    def _choose(self, state: _TrackSlots) -> list[_Candidate]:
+        candidates = [c for c in state.slots if c is not None]
+        return [candidates[j] for j in spread_indices(np.array([c.quality for c in candidates]), self.crops_per_track)]
+
     def finish(self) -> CropSet:
-        crops: list[np.ndarray] = []
-        track_ids: list[int] = []
-        frames: list[int] = []
-        qualities: list[float] = []
-        for track_id in sorted(self._tracks):
-            candidates = [c for c in self._tracks[track_id].slots if c is not None]
-            chosen = spread_indices(np.array([c.quality for c in candidates]), self.crops_per_track)
-            for j in chosen:
-                crops.append(candidates[j].crop)
-                track_ids.append(track_id)
-                frames.append(candidates[j].frame)
-                qualities.append(candidates[j].quality)
+        chosen = [
+            (track_id, candidate)
+            for track_id in sorted(self._tracks)
+            for candidate in (self._tracks[track_id].final or self._choose(self._tracks[track_id]))
+        ]
         return CropSet(
-            crops=crops,
-            track_id=np.array(track_ids, dtype=np.int64),
-            frame=np.array(frames, dtype=np.int64),
-            quality=np.array(qualities, dtype=np.float64),
+            crops=[c.crop for _, c in chosen],
+            track_id=np.array([t for t, _ in chosen], dtype=np.int64),
+            frame=np.array([c.frame for _, c in chosen], dtype=np.int64),
+            quality=np.array([c.quality for _, c in chosen], dtype=np.float64),
         )
 
 

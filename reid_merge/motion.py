@@ -72,33 +72,45 @@ def _velocity(frames: npt.NDArray[np.int64], xy: FloatArray) -> FloatArray:
     return (t[:, None] * (xy - xy.mean(axis=0))).sum(axis=0) / (t * t).sum()
 
 
-def handover(ends: TrackEnds, fps: float) -> tuple[FloatArray, FloatArray]:
+def handover(ends: TrackEnds, fps: float, rows_per_chunk: int = 1024) -> tuple[FloatArray, FloatArray]:
     """Hand-over error (box heights) and gap (seconds) between every two tracks, both `(N, N)`.
 
     For tracks A (the one ending first) and B with a gap of `g` frames, the error is the
     smallest of ``|end_A + v_A g - start_B|`` (A walked on), ``|start_B - v_B g - end_A|``
     (B walked in) and ``|start_B - end_A|`` (stopped or turned), over their mean height.
-    Tracks whose spans overlap get a gap of 0 and are judged at the near ends.
+    Tracks whose spans overlap get a gap of 0 and are judged at the near ends. Computed in
+    chunks of rows so that memory stays a few `(N, N)` arrays however many tracks there are.
     """
-    a_first = ends.last_frame[:, None] <= ends.last_frame[None, :]
-    gap = np.where(
-        a_first,
-        ends.first_frame[None, :] - ends.last_frame[:, None],
-        ends.first_frame[:, None] - ends.last_frame[None, :],
-    ).astype(np.float64)
-    steps = np.maximum(gap, 0.0)[..., None]
-    end_a = np.where(a_first[..., None], ends.end_xy[:, None, :], ends.end_xy[None, :, :])
-    v_a = np.where(a_first[..., None], ends.end_velocity[:, None, :], ends.end_velocity[None, :, :])
-    start_b = np.where(a_first[..., None], ends.start_xy[None, :, :], ends.start_xy[:, None, :])
-    v_b = np.where(a_first[..., None], ends.start_velocity[None, :, :], ends.start_velocity[:, None, :])
-    forward = np.linalg.norm(end_a + v_a * steps - start_b, axis=2)
-    backward = np.linalg.norm(start_b - v_b * steps - end_a, axis=2)
-    static = np.linalg.norm(start_b - end_a, axis=2)
-    scale = (ends.height[:, None] + ends.height[None, :]) / 2.0
-    error = np.minimum(np.minimum(forward, backward), static) / scale
+    n = len(ends.first_frame)
+    error = np.empty((n, n))
+    gap = np.empty((n, n))
+    for lo in range(0, n, rows_per_chunk):
+        hi = min(n, lo + rows_per_chunk)
+        error[lo:hi], gap[lo:hi] = _handover_rows(ends, slice(lo, hi))
     # Tracks ending in the same frame are judged both ways: keep the worse.
-    error = np.maximum(error, error.T)
-    return error, np.maximum(gap, 0.0) / max(fps, 1e-6)
+    np.maximum(error, error.T, out=error)
+    return error, gap / max(fps, 1e-6)
+
+
+def _handover_rows(ends: TrackEnds, rows: slice) -> tuple[FloatArray, FloatArray]:
+    """Rows `rows` of the hand-over error and of the gap in frames."""
+    first, last = ends.first_frame, ends.last_frame
+    a_is_row = last[rows, None] <= last[None, :]  # the row's track ends first
+    gap = np.where(a_is_row, first[None, :] - last[rows, None], first[rows, None] - last[None, :]).astype(np.float64)
+    np.maximum(gap, 0.0, out=gap)
+    squared = [np.zeros(gap.shape) for _ in range(3)]  # forward, backward, static
+    for c in range(2):
+        end_a = np.where(a_is_row, ends.end_xy[rows, c, None], ends.end_xy[None, :, c])
+        v_a = np.where(a_is_row, ends.end_velocity[rows, c, None], ends.end_velocity[None, :, c])
+        start_b = np.where(a_is_row, ends.start_xy[None, :, c], ends.start_xy[rows, c, None])
+        v_b = np.where(a_is_row, ends.start_velocity[None, :, c], ends.start_velocity[rows, c, None])
+        static = start_b - end_a
+        squared[0] += (static - v_a * gap) ** 2
+        squared[1] += (static - v_b * gap) ** 2
+        squared[2] += static**2
+    error = np.sqrt(np.minimum(np.minimum(squared[0], squared[1]), squared[2]))
+    error /= (ends.height[rows, None] + ends.height[None, :]) / 2.0
+    return error, gap
 
 
 def reachable(
@@ -137,9 +149,9 @@ def continuity(
     ``exp(-gap / time_scale) * (1 - error / radius)``, with the radius of `reachable`, and 0
     for tracks whose spans overlap.
     """
-    radius = slack_heights + heights_per_second * gap_seconds
-    closeness = np.clip(1.0 - error / radius, 0.0, 1.0)
-    score = np.exp(-gap_seconds / time_scale) * closeness
+    score = 1.0 - error / (slack_heights + heights_per_second * gap_seconds)
+    np.clip(score, 0.0, 1.0, out=score)
+    score *= np.exp(-gap_seconds / time_scale)
     score[gap_seconds <= 0] = 0.0
     np.fill_diagonal(score, 0.0)
     return score

@@ -58,3 +58,15 @@ def test_sampler_memory_is_bounded_by_crops_per_track() -> None:
     for f in range(1, 1001):
         sampler.update(_frame(), tracks_from_rows([(f, 1, 100, 100, 140, 220)]))
     assert len(sampler._tracks[1].slots) <= 6
+
+
+def test_a_track_gone_for_long_is_finished_early_and_frees_its_candidates() -> None:
+    sampler = CropSampler(crops_per_track=4, stale_after=20)
+    for f in range(1, 101):
+        rows = [(f, 1, 100, 100, 140, 220)] if f <= 50 else [(f, 2, 300, 100, 340, 220)]
+        sampler.update(_frame(), tracks_from_rows(rows))
+    first = sampler._tracks[1]
+    assert first.final is not None and len(first.final) == 4 and first.slots == []
+    crops = sampler.finish()
+    assert crops.track_id.tolist() == [1, 1, 1, 1, 2, 2, 2, 2]
+    assert crops.frame[:4].max() <= 50  # the early finish chose from the track's own life

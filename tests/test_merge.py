@@ -29,7 +29,8 @@ def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.nda
     crop_rows = [i for i in range(len(tracks)) if rng.random() < 0.5]
     features = rng.normal(size=(len(crop_rows), 8))
     # a few look-alikes: identical appearance for different tracks
-    features[: len(features) // 3] = features[0]
+    if len(features):
+        features[: len(features) // 3] = features[0]
     features /= np.linalg.norm(features, axis=1, keepdims=True)
     crops = CropSet(
         crops=[np.zeros((4, 2, 3), np.uint8)] * len(crop_rows),

@@ -2,4 +2,6 @@
 
 from reid_merge.cli import main
 
-main()
+# Guarded: worker processes of `batch` (spawned) import this module again as "__mp_main__".
+if __name__ == "__main__":
+    main()

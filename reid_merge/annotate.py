@@ -2,6 +2,7 @@
 
 Encoded as H.264 in MP4 with PyAV (which ships its own FFmpeg), so it plays in browsers and
 phones without a system ffmpeg. Written to a temporary file and renamed when complete.
+Frames larger than 4K are scaled down to fit 3840x2160 (`video_size`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def person_colour(person_id: int) -> tuple[int, int, int]:
 
 
 def draw_persons(image: np.ndarray, raw: TrackSet, mapping: dict[int, int]) -> np.ndarray:
-    """Draw one frame's boxes, labelled ``P<person> t<raw track>``; returns a new image."""
+    """Draw one frame's boxes, labelled ``P<person> · t<raw track>``; returns a new image."""
     out = image.copy()
     scale = max(0.4, min(image.shape[:2]) / 900)
     thickness = max(1, round(scale * 2))
@@ -41,12 +42,28 @@ def draw_persons(image: np.ndarray, raw: TrackSet, mapping: dict[int, int]) -> n
         colour = person_colour(person)
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
-        label = f"P{person} t{int(track_id)}"
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        ty = max(th + base, y1)
-        cv2.rectangle(out, (x1, ty - th - base), (x1 + tw + 2, ty), colour, -1)
-        cv2.putText(out, label, (x1 + 1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+        _draw_label(out, x1, y1, f"P{person}", f"t{int(track_id)}", colour, scale)
     return out
+
+
+def _draw_label(image: np.ndarray, x: int, y: int, person: str, track: str, colour: tuple, scale: float) -> None:
+    """``P3 · t17`` on a filled tab above (x, y): the person large and bold, the raw track small.
+
+    OpenCV's Hershey fonts have no "·", so the separator is a drawn dot.
+    """
+    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+    bold = max(1, round(scale * 2.5))
+    small = scale * 0.75
+    (pw, ph), base = cv2.getTextSize(person, font, scale, bold)
+    (tw, th), _ = cv2.getTextSize(track, font, small, 1)
+    gap = max(3, round(ph * 0.4))
+    bottom = max(ph + base + 2, y)
+    baseline = bottom - base
+    cv2.rectangle(image, (x, bottom - ph - base - 3), (x + 2 + pw + 2 * gap + tw + 3, bottom), colour, -1)
+    cv2.putText(image, person, (x + 2, baseline), font, scale, black, bold, cv2.LINE_AA)
+    dot_x = x + 2 + pw + gap
+    cv2.circle(image, (dot_x, baseline - th // 2), max(1, round(ph * 0.1)), black, -1, cv2.LINE_AA)
+    cv2.putText(image, track, (dot_x + gap, baseline), font, small, black, 1, cv2.LINE_AA)
 
 
 def write_annotated_video(
@@ -68,25 +85,33 @@ def write_annotated_video(
     order = np.argsort(raw.frame, kind="stable")
     sorted_frames = raw.frame[order]
     written = 0
-    with atomic_path(path) as tmp:
-        container = av.open(str(tmp), mode="w", format="mp4")
-        try:
-            stream = None
-            for frame, image in frames:
+    try:
+        with atomic_path(path) as tmp:
+            container = av.open(str(tmp), mode="w", format="mp4")
+            try:
+                stream = None
+                for frame, image in frames:
+                    if stream is None:
+                        size = video_size(image.shape[1], image.shape[0])
+                        stream = _open_stream(container, *size, fps)
+                    lo, hi = np.searchsorted(sorted_frames, [frame, frame + 1])
+                    annotated = draw_persons(image, raw[order[lo:hi]], mapping)
+                    padded = _fit(annotated, size)
+                    for packet in stream.encode(av.VideoFrame.from_ndarray(padded, format="bgr24")):
+                        container.mux(packet)
+                    written += 1
                 if stream is None:
-                    stream = _open_stream(container, image.shape[1], image.shape[0], fps)
-                lo, hi = np.searchsorted(sorted_frames, [frame, frame + 1])
-                annotated = draw_persons(image, raw[order[lo:hi]], mapping)
-                padded = _pad_even(annotated)
-                for packet in stream.encode(av.VideoFrame.from_ndarray(padded, format="bgr24")):
+                    raise InputError(f"{path}: no frames to write")
+                for packet in stream.encode():
                     container.mux(packet)
-                written += 1
-            if stream is None:
-                raise InputError(f"{path}: no frames to write")
-            for packet in stream.encode():
-                container.mux(packet)
-        finally:
-            container.close()
+            finally:
+                container.close()
+    except (av.error.FFmpegError, av.codec.codec.UnknownCodecError, OSError) as exc:
+        # A PyAV build without libx264, a full disk, an encoder that refuses the frame size.
+        raise InputError(
+            f"{path}: cannot encode the annotated video as H.264 ({exc.__class__.__name__}: {exc}); "
+            "--no-video skips it"
+        ) from None
     return written
 
 
@@ -97,6 +122,34 @@ def _open_stream(container: av.container.OutputContainer, width: int, height: in
     stream.pix_fmt = "yuv420p"
     stream.options = {"crf": "23", "preset": "veryfast"}
     return stream
+
+
+MAX_VIDEO_SIZE = (3840, 2160)
+
+
+def video_size(width: int, height: int) -> tuple[int, int]:
+    """Size of the annotated video for `width` x `height` input frames: even, and within 4K.
+
+    Larger frames are scaled down to fit 3840x2160 (either orientation): H.264 players stop
+    around 4K, and x264 holds dozens of frames in memory, over 100 MB each at 8000x6000.
+
+    >>> video_size(641, 360)
+    (642, 360)
+    >>> video_size(8000, 6000)
+    (2880, 2160)
+    """
+    long_side, short_side = MAX_VIDEO_SIZE
+    scale = min(1.0, long_side / max(width, height), short_side / min(width, height))
+    if scale == 1.0:
+        return width + width % 2, height + height % 2  # yuv420p needs even sizes
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` at the video's `size` (width, height): scaled down, or padded to even."""
+    if image.shape[1] > size[0] or image.shape[0] > size[1]:
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return _pad_even(image)
 
 
 def _pad_even(image: np.ndarray) -> np.ndarray:

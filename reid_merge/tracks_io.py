@@ -22,6 +22,8 @@ from reid_merge.tracks import TrackSet
 
 JSON_FORMAT = "reid-merge.tracks"
 MOT_FIELDS = ("frame", "id", "x", "y", "w", "h", "conf")
+MAX_INTEGER = 2**53  # frames and IDs: MOT rows are parsed as float64, exact up to here
+MAX_COORDINATE = 1e7  # pixels: far beyond any frame, and small enough that x + w > x holds
 
 
 def read_tracks(path: Path) -> TrackSet:
@@ -88,8 +90,8 @@ def read_mot_table(
             if not math.isfinite(value):
                 raise InputError(f"{path}:{line_no}: field '{name}' is not finite: {raw!r}")
             values.append(value)
-        frame, track_id, _, _, w, h = values[:6]
-        _check_detection(f"{path}:{line_no}", frame, track_id, w, h)
+        frame, track_id, x, y, w, h = values[:6]
+        _check_detection(f"{path}:{line_no}", frame, track_id, x, y, w, h)
         rows.append(values + [math.nan] * (len(fields) - len(values)))
         counts.append(len(parts))
     return np.array(rows, dtype=np.float64).reshape(-1, len(fields)), np.array(counts, dtype=np.int64)
@@ -104,15 +106,21 @@ def xywh_to_xyxy(xywh: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:4]], axis=1)
 
 
-def _check_detection(where: str, frame: float, track_id: float, w: float, h: float) -> None:
-    if frame != int(frame) or frame < 1:
-        raise InputError(f"{where}: field 'frame' must be an integer >= 1 (frames are 1-based), got {frame:g}")
-    if track_id != int(track_id) or track_id < 0:
+def _check_detection(where: str, frame: float, track_id: float, x: float, y: float, w: float, h: float) -> None:
+    if frame != int(frame) or not 1 <= frame <= MAX_INTEGER:
         raise InputError(
-            f"{where}: field 'id' must be an integer >= 0, got {track_id:g}"
+            f"{where}: field 'frame' must be an integer >= 1 (frames are 1-based) and <= 2**53, got {frame:g}"
+        )
+    if track_id != int(track_id) or not 0 <= track_id <= MAX_INTEGER:
+        raise InputError(
+            f"{where}: field 'id' must be an integer >= 0 and <= 2**53, got {track_id:g}"
             + (" (a detections file, not tracks?)" if track_id == -1 else "")
         )
-    if w <= 0 or h <= 0:
+    if max(abs(x), abs(y), abs(w), abs(h)) > MAX_COORDINATE:
+        raise InputError(
+            f"{where}: box coordinates must lie within {MAX_COORDINATE:g} pixels, got x={x:g} y={y:g} w={w:g} h={h:g}"
+        )
+    if not (x + w > x and y + h > y):  # not just w > 0: a size lost to rounding is no size
         raise InputError(f"{where}: box width and height must be positive, got w={w:g} h={h:g}")
 
 
@@ -161,6 +169,8 @@ def read_tracks_json(path: Path) -> TrackSet:
         raise InputError(f"{path}: cannot read ({exc.__class__.__name__})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be a tracks file") from None
     return tracks_from_json(doc, str(path))
 
 
@@ -176,21 +186,16 @@ def tracks_from_json(doc: Any, where: str) -> TrackSet:
         if not isinstance(entry, dict) or "track_id" not in entry or "detections" not in entry:
             raise InputError(f"{at}: expected an object with 'track_id' and 'detections'")
         track_id = entry["track_id"]
-        if not isinstance(track_id, int) or isinstance(track_id, bool) or track_id < 0:
-            raise InputError(f"{at}.track_id: expected an integer >= 0, got {track_id!r}")
+        if not isinstance(track_id, int) or isinstance(track_id, bool) or not 0 <= track_id <= MAX_INTEGER:
+            raise InputError(f"{at}.track_id: expected an integer >= 0 and <= 2**53, got {track_id!r}")
         if not isinstance(entry["detections"], list):
             raise InputError(f"{at}.detections: expected a list")
         for j, det in enumerate(entry["detections"]):
             where_det = f"{at}.detections[{j}]"
-            if (
-                not isinstance(det, list)
-                or len(det) != 6
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in det)
-                or not all(math.isfinite(v) for v in det)
-            ):
+            if not isinstance(det, list) or len(det) != 6 or not all(_is_finite_number(v) for v in det):
                 raise InputError(f"{where_det}: expected [frame, x1, y1, x2, y2, score] numbers, got {det!r}")
             f, x1, y1, x2, y2, s = det
-            _check_detection(where_det, f, track_id, x2 - x1, y2 - y1)
+            _check_detection(where_det, f, track_id, x1, y1, x2 - x1, y2 - y1)
             frames.append(int(f))
             ids.append(track_id)
             boxes.append([x1, y1, x2, y2])
@@ -198,3 +203,12 @@ def tracks_from_json(doc: Any, where: str) -> TrackSet:
     tracks = TrackSet.from_arrays(frames, ids, np.array(boxes).reshape(-1, 4), scores)
     _check_unique(Path(where), tracks)
     return tracks
+
+
+def _is_finite_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False

@@ -162,7 +162,8 @@ def find_osnet_weights(model_name: str | None = None) -> Path | None:
 
     Files named `*_imagenet.*` are skipped: torchreid's ImageNet initialisations are not
     re-identification models. With several candidates the choice is deterministic: the
-    preferred architecture (`osnet_x1_0` first), then the file name in sorted order.
+    preferred architecture (`osnet_x1_0` first), then MSMT17-trained files, then the file
+    name in sorted order.
 
     Args:
         model_name: Only consider this architecture (e.g. `osnet_x0_25`).
@@ -173,14 +174,16 @@ def find_osnet_weights(model_name: str | None = None) -> Path | None:
     folder = cache_dir()
     if not folder.is_dir():
         return None
-    candidates: list[tuple[int, str, Path]] = []
+    candidates: list[tuple[int, int, str, Path]] = []
     for path in folder.iterdir():
         if not path.is_file() or not _is_checkpoint_name(path.name) or "imagenet" in path.name:
             continue
         architecture = architecture_from_filename(path)
         if architecture is None or (model_name is not None and architecture != model_name):
             continue
-        candidates.append((_OSNET_PREFERENCE.index(architecture), path.name, path))
+        # MSMT17-trained files first: the model zoo's choice for use on other data.
+        not_msmt17 = 0 if "msmt17" in path.name else 1
+        candidates.append((_OSNET_PREFERENCE.index(architecture), not_msmt17, path.name, path))
     if not candidates:
         return None
-    return min(candidates)[2]
+    return min(candidates)[3]

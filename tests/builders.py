@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 import numpy as np
 
 from reid_merge.tracks import TrackSet
@@ -18,3 +21,45 @@ def tracks_from_rows(rows: list[tuple[int, int, float, float, float, float]], sc
 def walking_track(track_id: int, frames: range, x0: float = 100.0, speed: float = 2.0) -> list[tuple]:
     """Rows of one person walking right at `speed` px/frame, box 40x120."""
     return [(f, track_id, x0 + speed * f, 100.0, x0 + speed * f + 40.0, 220.0) for f in frames]
+
+
+def write_video(path: Path, frames: Iterable[np.ndarray], fps: int = 25, faststart: bool = False) -> Path:
+    """Encode BGR frames as H.264 in MP4 (`faststart`: the index before the frames)."""
+    import av
+
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), mode="w", format="mp4", options=options) as container:
+        stream = None
+        for image in frames:
+            if stream is None:
+                stream = container.add_stream("libx264", rate=fps)
+                stream.width, stream.height = image.shape[1], image.shape[0]
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"preset": "ultrafast", "crf": "18"}
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
+    return path
+
+
+def plain_frames(width: int, height: int, count: int, value: int = 128) -> list[np.ndarray]:
+    """`count` uniform grey BGR frames: a scene in which nobody can be detected."""
+    return [np.full((height, width, 3), value, dtype=np.uint8) for _ in range(count)]
+
+
+def sample_frames(video: Path, first: int, last: int, columns: slice = slice(None)) -> list[np.ndarray]:
+    """Frames `first..last` (1-based, inclusive) of `video`, cropped to `columns`."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    for frame in range(1, last + 1):
+        ok, image = capture.read()
+        if not ok:
+            break
+        if frame >= first:
+            frames.append(np.ascontiguousarray(image[:, columns]))
+    capture.release()
+    return frames

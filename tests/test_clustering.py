@@ -93,3 +93,43 @@ def test_dispersion_sends_a_newcomer_to_the_tighter_cluster() -> None:
     dbc = cluster_tracks(d, none, threshold=0.3, criterion="dbc", dispersion_weight=0.5)
     assert average.tolist() == [0, 0, 1, 1, 0]
     assert dbc.tolist() == [0, 0, 1, 1, 1]
+
+
+def _partition(labels: np.ndarray) -> set[frozenset[int]]:
+    return {frozenset(np.flatnonzero(labels == k).tolist()) for k in np.unique(labels)}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n=st.integers(2, 12),
+    seed=st.integers(0, 10_000),
+    threshold=st.floats(0.0, 2.0),
+    persons=st.one_of(st.none(), st.integers(1, 12)),
+    criterion=st.sampled_from(["average", "dbc"]),
+    order_seed=st.integers(0, 10_000),
+)
+def test_property_result_does_not_depend_on_track_order(
+    n: int, seed: int, threshold: float, persons: int | None, criterion: str, order_seed: int
+) -> None:
+    """Listing the tracks in another order gives the same persons, up to renumbering.
+
+    Distances are drawn from a continuous range so that no two are tied: with a tie, which
+    pair merges first may rightly depend on the order.
+    """
+    rng = np.random.default_rng(seed)
+    d = rng.uniform(0, 2, size=(n, n))
+    d = (d + d.T) / 2
+    d[rng.random((n, n)) < 0.1] = np.nan  # pairs without evidence
+    d = np.where(np.isnan(d) | np.isnan(d.T), np.nan, d)
+    np.fill_diagonal(d, 0)
+    apart = rng.random((n, n)) < 0.2
+    apart = apart | apart.T
+    np.fill_diagonal(apart, False)
+    order = np.random.default_rng(order_seed).permutation(n)
+    labels = cluster_tracks(d, apart, threshold, persons, criterion=criterion)  # type: ignore[arg-type]
+    shuffled = cluster_tracks(
+        d[np.ix_(order, order)], apart[np.ix_(order, order)], threshold, persons, criterion=criterion
+    )  # type: ignore[arg-type]
+    back = np.empty(n, dtype=np.int64)
+    back[order] = shuffled  # shuffled[i] is the label of track order[i]
+    assert _partition(back) == _partition(labels)

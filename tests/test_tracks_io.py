@@ -5,10 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reid_merge.errors import InputError
 from reid_merge.tracks import TrackSet, cooccurrence
-from reid_merge.tracks_io import format_mot, read_mot, read_tracks, tracks_to_json
+from reid_merge.tracks_io import JSON_FORMAT, format_mot, read_mot, read_tracks, tracks_to_json, write_mot
 from tests.builders import tracks_from_rows, walking_track
 from tests.data_paths import SHARED_DATA
 
@@ -123,3 +125,146 @@ def test_cooccurrence_marks_tracks_sharing_a_frame(two_tracks: TrackSet) -> None
     )
     together = cooccurrence(both, both.track_ids)
     assert together.tolist() == [[False, True, False], [True, False, False], [False, False, False]]
+
+
+# --- properties: what the writers write the readers read back; garbage is an InputError ---
+
+COORD = st.integers(-100_000, 1_000_000).map(lambda v: v / 100)  # pixels, on the 0.01 grid files keep
+SIZE = st.integers(1, 1_000_000).map(lambda v: v / 100)
+SCORE = st.integers(0, 10_000).map(lambda v: v / 10_000)
+
+
+@st.composite
+def track_sets(draw: st.DrawFn) -> TrackSet:
+    keys = draw(st.lists(st.tuples(st.integers(1, 10**7), st.integers(0, 10**9)), unique=True, max_size=25))
+    n = len(keys)
+    corner = np.array(draw(st.lists(st.tuples(COORD, COORD), min_size=n, max_size=n)), dtype=float).reshape(n, 2)
+    size = np.array(draw(st.lists(st.tuples(SIZE, SIZE), min_size=n, max_size=n)), dtype=float).reshape(n, 2)
+    score = draw(st.lists(SCORE, min_size=n, max_size=n))
+    keys_array = np.array(keys, dtype=np.int64).reshape(n, 2)
+    return TrackSet.from_arrays(keys_array[:, 0], keys_array[:, 1], np.hstack([corner, corner + size]), score)
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tracks_io_properties")
+
+
+def _assert_same_tracks(back: TrackSet, expected: TrackSet) -> None:
+    back, expected = back.sorted(), expected.sorted()
+    np.testing.assert_array_equal(back.frame, expected.frame)
+    np.testing.assert_array_equal(back.track_id, expected.track_id)
+    np.testing.assert_allclose(back.xyxy, expected.xyxy, atol=1e-6)
+    np.testing.assert_allclose(back.score, expected.score, atol=1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(tracks=track_sets())
+def test_property_mot_round_trip(scratch: Path, tracks: TrackSet) -> None:
+    path = scratch / "round_trip.txt"
+    write_mot(path, tracks)
+    _assert_same_tracks(read_tracks(path), tracks)
+
+
+@settings(max_examples=150, deadline=None)
+@given(tracks=track_sets())
+def test_property_json_round_trip(scratch: Path, tracks: TrackSet) -> None:
+    path = scratch / "round_trip.json"
+    path.write_text(json.dumps({"format": JSON_FORMAT, "tracks": tracks_to_json(tracks)}))
+    _assert_same_tracks(read_tracks(path), tracks)
+
+
+def _read_or_input_error(path: Path) -> None:
+    """The only acceptable outcomes: a valid track set, or an InputError that names the file."""
+    try:
+        tracks = read_tracks(path)
+    except InputError as exc:
+        assert str(path) in str(exc)
+        return
+    assert len(tracks.duplicate_rows()) == 0
+    assert (tracks.frame >= 1).all() and (tracks.track_id >= 0).all()
+    assert np.isfinite(tracks.xyxy).all() and (tracks.xyxy[:, 2:] > tracks.xyxy[:, :2]).all()
+
+
+EXTREMES = st.sampled_from(["0", "-1", "1e30", "-1e30", "1e400", "nan", "inf", "-inf", "9007199254740993"])
+TOKENS = st.one_of(
+    EXTREMES,
+    st.sampled_from(["abc", "", "#", "0x10", "1_0", "١"]),
+    st.integers(-(2**70), 2**70).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.text(max_size=5),
+)
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([10**30, 10**400, -1, 0, 2**63, 2**53 + 1, 1e30, -1e30]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS, lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+)
+
+
+def _mutate(draw: st.DrawFn, row: list, garbage: st.SearchStrategy) -> list:
+    """`row` with up to two fields replaced by `garbage`: mostly valid input gets past the
+    first checks, which pure noise never does."""
+    row = list(row)
+    for _ in range(draw(st.integers(0, 2))):
+        row[draw(st.integers(0, len(row) - 1))] = draw(garbage)
+    return row
+
+
+@st.composite
+def mot_like_lines(draw: st.DrawFn) -> list[list[str]]:
+    lines = []
+    for _ in range(draw(st.integers(0, 5))):
+        row = [draw(st.integers(1, 20)), draw(st.integers(0, 5)), 10, 20, draw(st.integers(1, 50)), 40, 0.9]
+        row += [-1] * draw(st.integers(0, 3))
+        lines.append([str(v) for v in _mutate(draw, row[: draw(st.integers(5, len(row)))], TOKENS)])
+    return lines
+
+
+@st.composite
+def json_like_docs(draw: st.DrawFn) -> dict:
+    tracks: list = []
+    for _ in range(draw(st.integers(0, 3))):
+        detections = []
+        for _ in range(draw(st.integers(0, 3))):
+            x, y = draw(st.integers(0, 500)), draw(st.integers(0, 500))
+            box = [draw(st.integers(1, 20)), x, y, x + draw(st.integers(1, 50)), y + draw(st.integers(1, 50)), 0.5]
+            detections.append(_mutate(draw, box, JSON_SCALARS))
+        tracks.append({"track_id": draw(st.one_of(st.integers(0, 5), JSON_SCALARS)), "detections": detections})
+    return {"tracks": tracks + draw(st.lists(JSON_VALUES, max_size=1))}
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=600), suffix=st.sampled_from([".txt", ".json"]))
+def test_property_random_bytes_are_read_or_rejected(scratch: Path, data: bytes, suffix: str) -> None:
+    path = scratch / f"garbage{suffix}"
+    path.write_bytes(data)
+    _read_or_input_error(path)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(lines=mot_like_lines(), separator=st.sampled_from([",", " ", ", "]))
+def test_property_mot_like_garbage_is_read_or_rejected(scratch: Path, lines: list[list[str]], separator: str) -> None:
+    path = scratch / "garbage.txt"
+    path.write_text("\n".join(separator.join(tokens) for tokens in lines), encoding="utf-8", errors="surrogatepass")
+    _read_or_input_error(path)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(doc=json_like_docs() | JSON_VALUES)
+def test_property_json_garbage_is_read_or_rejected(scratch: Path, doc: object) -> None:
+    path = scratch / "garbage.json"
+    path.write_text(json.dumps(doc), encoding="utf-8", errors="surrogatepass")
+    _read_or_input_error(path)
+
+
+def test_deeply_nested_json_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match="deep.json"):
+        read_tracks(path)

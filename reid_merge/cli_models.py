@@ -1,0 +1,168 @@
+"""``reid-merge models``: list the known models, download one into the cache, export to ONNX.
+
+Thin like the other commands: options → one library call (registry, download, onnx_embedding)
+→ a table or a line → exit code. Errors go through the same one-line handler as ``run``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+models_app = typer.Typer(
+    help="Detectors and re-identification models: what is known, what is here, fetch and export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+CacheOpt = typer.Option(
+    None, "--cache-dir", help="Weight cache [default: $REID_MERGE_CACHE, else $XDG_CACHE_HOME/reid-merge]."
+)
+DebugOpt = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")
+
+
+def _use_cache(folder: Path | None) -> Path:
+    """`--cache-dir` for this process (and the loaders it calls) and the folder in effect."""
+    from reid_merge.weights import cache_dir
+
+    if folder is not None:
+        os.environ["REID_MERGE_CACHE"] = str(folder.expanduser().absolute())
+    return cache_dir()
+
+
+def model_rows(with_sha256: bool = True) -> list[dict[str, Any]]:
+    """One dict per registry entry: what `models list` shows (and prints with --json)."""
+    from reid_merge.download import locate
+    from reid_merge.registry import MODELS
+    from reid_merge.weights import sha256_file
+
+    rows = []
+    for entry in MODELS:
+        path = locate(entry)
+        rows.append(
+            {
+                "kind": entry.kind,
+                "name": entry.name,
+                "architecture": entry.architecture,
+                "trained_on": entry.training_set,
+                "sources": [f"PyPI {entry.package}"] if entry.offline else [s.url for s in entry.sources],
+                "present": path is not None,
+                "path": str(path) if path is not None else None,
+                "sha256": sha256_file(path) if path is not None and with_sha256 else None,
+            }
+        )
+    return rows
+
+
+def _hosts(row: dict[str, Any]) -> str:
+    from urllib.parse import urlparse
+
+    hosts = [urlparse(s).hostname or s for s in row["sources"]]
+    return ", ".join(dict.fromkeys(hosts))
+
+
+@models_app.command("list")
+def list_models(
+    cache: Path | None = CacheOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the registry as JSON on stdout."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Every detector and re-identification model the tool knows, and which are on this machine."""
+    from reid_merge.cli import _user_errors
+
+    with _user_errors(debug):
+        folder = _use_cache(cache)
+        rows = model_rows()
+    if as_json:
+        print(json.dumps({"cache": str(folder), "models": rows}, indent=1))
+        return
+    table = Table(title=f"reid-merge models (cache: {folder})", title_justify="left")
+    for column in ("kind", "name", "trained on", "source", "present", "path", "sha256"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("kind", "name", "present"))
+    for row in rows:
+        table.add_row(
+            row["kind"],
+            row["name"],
+            row["trained_on"],
+            _hosts(row),
+            "[green]yes[/]" if row["present"] else "no",
+            escape(row["path"] or ""),
+            f"{row['sha256'][:16]}…" if row["sha256"] else "",
+        )
+    Console().print(table)
+    print(f"{sum(r['present'] for r in rows)} of {len(rows)} present; full sha256 with --json")
+
+
+@models_app.command("download")
+def download_model(
+    name: str = typer.Argument(..., help="A name from `reid-merge models list`, e.g. osnet_x1_0_msmt17."),
+    cache: Path | None = CacheOpt,
+    force: bool = typer.Option(False, "--force", help="Download again even when the file is present."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for a connection and for each read."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Fetch NAME into the cache: mirrors in order, checked, then renamed into place."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from reid_merge import registry
+    from reid_merge.cli import _print_line, _user_errors, console
+    from reid_merge.download import fetch_model
+    from reid_merge.errors import UsageError
+    from reid_merge.weights import sha256_file
+
+    with _user_errors(debug):
+        folder = _use_cache(cache)
+        try:
+            entry = registry.get(name)
+        except KeyError as exc:
+            raise UsageError(str(exc.args[0])) from None
+        if timeout <= 0:
+            raise UsageError(f"--timeout: expected > 0, got {timeout}")
+        columns = (TextColumn(f"{name:<20}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(name, total=None)
+
+            def advance(done: int, total: int | None) -> None:
+                progress.update(task, completed=done, total=total)
+
+            path, fetched = fetch_model(entry, folder, force=force, timeout=timeout, progress=advance)
+    verb = "downloaded" if fetched else "already present"
+    _print_line(f"{escape(entry.name)}: {verb}: {escape(str(path))} (sha256 {sha256_file(path)})")
+
+
+@models_app.command("export")
+def export_model(
+    model: str = typer.Argument(
+        ..., help="Re-identification model: a name from `models list`, an architecture, or auto."
+    ),
+    weights: Path | None = typer.Option(None, "--reid-weights", help="Checkpoint file to export [default: cached]."),
+    export_format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="File to write [default: beside the cache's]."),
+    cache: Path | None = CacheOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Export a re-identification model for onnxruntime (then: run --reid-weights FILE.onnx)."""
+    from reid_merge.cli import _print_line, _user_errors
+    from reid_merge.errors import UsageError
+
+    with _user_errors(debug):
+        folder = _use_cache(cache)
+        if export_format.lower() != "onnx":
+            raise UsageError(f"--format: only onnx is supported, got {export_format!r}")
+        from reid_merge.embedding import load_reid_model
+        from reid_merge.onnx_embedding import export_onnx
+        from reid_merge.weights import sha256_file
+
+        module, architecture, path, source = load_reid_model(model, weights)
+        out = output if output is not None else folder / f"{path.name.split('.')[0]}.onnx"
+        export_onnx(module, architecture, out, source_weights=path, source_sha256=sha256_file(path), source=source)
+    where = escape(str(out))
+    _print_line(f"{architecture} from {escape(str(path))} -> {where}; use it with --reid-weights {where}")

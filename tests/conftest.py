@@ -1,0 +1,30 @@
+"""Fixtures shared by several test modules."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import reid_merge
+from tests.data_paths import SAMPLE_VIDEO
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_model_downloads() -> Iterator[None]:
+    """No test reaches the internet: `auto` models come from disk only (REID_MERGE_OFFLINE);
+    the download tests use their own server on 127.0.0.1. Session scope, so that it is in
+    place before module-scoped fixtures load models."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REID_MERGE_OFFLINE", "1")
+        yield
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``reid-merge run`` on the sample video, once per session (about 40 s on a 2-core CPU)."""
+    out = tmp_path_factory.mktemp("sample") / "run"
+    result = reid_merge("run", SAMPLE_VIDEO, "-o", out, "--device", "cpu")
+    return out, result

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"detector {models.detector_info.name}, re-identification {models.reid_info.name}, device {device}")
     print(
         "| video | frames | plain tracking (s) | reid-merge run (s) | ratio "
-        "| extra: crops / embed / merge / video / files (s) |"
+        "| extra: crops / embed / merge / video / tracks / report (s) |"
     )
     print("|---|---|---|---|---|---|")
     for video in videos:
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 ours, stages = elapsed, result.timings
         extra = " / ".join(
             f"{stages.get(k, 0.0):.2f}"
-            for k in ("sample crops", "embed", "similarity + cluster", "write video", "write tracks")
+            for k in ("sample crops", "embed", "similarity + cluster", "write video", "write tracks", "write report")
         )
         print(f"| {video.name} | {frames} | {baseline:.2f} | {ours:.2f} | {ours / baseline:.3f} | {extra} |")
     return 0

@@ -32,7 +32,7 @@ from reid_merge.crops import CropSampler, CropSet
 from reid_merge.errors import InputError
 from reid_merge.impurity import Split, apply_splits, find_impure_tracks
 from reid_merge.motion import continuity, handover, reachable, track_ends
-from reid_merge.plan import REVIEW_NAMES, write_review
+from reid_merge.plan import REVIEW_NAMES, persons_entries, write_review
 from reid_merge.similarity import describe, track_similarity
 from reid_merge.tracks import TrackSet, cooccurrence
 from reid_merge.tracks_io import JSON_FORMAT, format_mot, read_tracks, tracks_to_json
@@ -423,7 +423,7 @@ def _merge_and_write(
         with clock.time("write video"):
             outputs["annotated.mp4"] = run.out_dir / "annotated.mp4"
             written = write_annotated_video(
-                _counting(read_frames(run.info), reporter),
+                counting_frames(read_frames(run.info), reporter),
                 outcome.tracks,
                 outcome.mapping,
                 staged.path(outputs["annotated.mp4"]),
@@ -449,7 +449,7 @@ def _merge_and_write(
             "summary": {"frames": frames, "raw_tracks": len(raw.track_ids), "persons": persons},
             "splits": [dataclasses.asdict(split) for split in outcome.splits],
             "mapping": [{"track_id": t, "person_id": p} for t, p in sorted(outcome.mapping.items())],
-            "persons": _persons(outcome.tracks, outcome.mapping),
+            "persons": persons_entries(outcome.tracks, outcome.mapping),
             "similarity": similarity_report(outcome, config),
             **({"evaluation": scores} if scores is not None else {}),
             "notes": run.notes,
@@ -485,26 +485,8 @@ def _embed(embedder: Any, crops: CropSet, chunk: int, reporter: Reporter) -> np.
     return np.concatenate(parts, axis=0)
 
 
-def _persons(raw: TrackSet, mapping: dict[int, int]) -> list[dict[str, Any]]:
-    by_person: dict[int, list[int]] = {}
-    for track_id, person in sorted(mapping.items()):
-        by_person.setdefault(person, []).append(track_id)
-    entries = []
-    for person in sorted(by_person):
-        frames = raw.frame[np.isin(raw.track_id, by_person[person])]
-        entries.append(
-            {
-                "person_id": person,
-                "track_ids": by_person[person],
-                "first_frame": int(frames.min()),
-                "last_frame": int(frames.max()),
-                "detections": int(len(frames)),
-            }
-        )
-    return entries
-
-
-def _counting(frames: Iterator[tuple[int, np.ndarray]], reporter: Reporter) -> Iterator[tuple[int, np.ndarray]]:
+def counting_frames(frames: Iterator[tuple[int, np.ndarray]], reporter: Reporter) -> Iterator[tuple[int, np.ndarray]]:
+    """Pass frames through, advancing the reporter's ``video`` stage for each."""
     for item in frames:
         yield item
         reporter.advance("video")

@@ -44,7 +44,7 @@ from reid_merge.impurity import apply_splits
 from reid_merge.report import ReportData, render_report, thumbnail_jpeg
 from reid_merge.similarity import describe
 from reid_merge.tracks import TrackSet, cooccurrence
-from reid_merge.tracks_io import format_mot, read_mot, tracks_to_json
+from reid_merge.tracks_io import format_mot, read_json_object, read_mot, tracks_to_json
 
 PLAN_NAME = "merge_plan.json"
 CACHE_NAME = "merge_cache.npz"
@@ -535,7 +535,7 @@ def apply_plan(
         A `pipeline.RunResult`; its timings are those of this correction.
     """
     from reid_merge.evaluation import evaluate, read_ground_truth
-    from reid_merge.pipeline import Reporter, RunResult
+    from reid_merge.pipeline import Reporter, RunResult, counting_frames
     from reid_merge.video import probe_video, read_frames
 
     reporter = reporter or Reporter()
@@ -556,7 +556,7 @@ def apply_plan(
     plan_file = plan_path or own_plan
     if plan_path is None and not own_plan.is_file():
         raise InputError(f"{run_dir}: no {PLAN_NAME} (runs of reid-merge before the merge plan lack it; run again)")
-    document = _read_json(tracks_json)
+    document = read_json_object(tracks_json)
     plan, assignment = read_plan(plan_file)
     cache = MergeCache.load(run_dir / plan["cache"])
     check_assignment(cache.tracks, assignment, str(plan_file))
@@ -597,7 +597,7 @@ def apply_plan(
             reporter.start("video", info.num_frames)
             outputs["annotated.mp4"] = run_dir / "annotated.mp4"
             write_annotated_video(
-                _counting(read_frames(info), reporter),
+                counting_frames(read_frames(info), reporter),
                 cache.tracks,
                 mapping,
                 staged.path(outputs["annotated.mp4"]),
@@ -642,24 +642,6 @@ def apply_plan(
             (run_dir / "annotated.mp4").unlink(missing_ok=True)
         timings["write tracks + report"] = time.perf_counter() - section
     return RunResult(run_dir, frames, len(cache.track_ids), persons, timings, notes, outputs, scores)
-
-
-def _counting(frames: Any, reporter: Any) -> Any:
-    for item in frames:
-        yield item
-        reporter.advance("video")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return doc
 
 
 def _trackset_arrays(prefix: str, tracks: TrackSet) -> dict[str, np.ndarray]:

@@ -163,6 +163,11 @@ def tracks_to_json(tracks: TrackSet) -> list[dict[str, Any]]:
 
 def read_tracks_json(path: Path) -> TrackSet:
     """Read the ``tracks`` list of a reid-merge JSON document."""
+    return tracks_from_json(read_json_object(path), str(path))
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file that must hold an object; any problem is an `InputError` naming the file."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -170,8 +175,10 @@ def read_tracks_json(path: Path) -> TrackSet:
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     except RecursionError:
-        raise InputError(f"{path}: JSON nested too deeply to be a tracks file") from None
-    return tracks_from_json(doc, str(path))
+        raise InputError(f"{path}: JSON nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return doc
 
 
 def tracks_from_json(doc: Any, where: str) -> TrackSet:

@@ -23,15 +23,8 @@ import torch
 from reid_merge.embedding import TorchreidEmbedder, _build_model, load_reid_model
 from reid_merge.onnx_embedding import OnnxEmbedder, export_onnx
 
-
-def make_crops(count: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    crops = []
-    for _ in range(count):
-        h = int(rng.integers(48, 257))
-        w = max(8, int(h * rng.uniform(0.3, 0.5)))
-        crops.append(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8))
-    return crops
+sys.path.insert(0, str(Path(__file__).parent))
+from embedding import make_crops  # noqa: E402  (bench/embedding.py: the same crops for every benchmark)
 
 
 def main(argv: list[str] | None = None) -> int:

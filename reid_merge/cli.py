@@ -208,6 +208,8 @@ ReidWeightsOpt = typer.Option(
 )
 NoVideoOpt = typer.Option(False, "--no-video", help="Do not write annotated.mp4.")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")
+DetectorOpt = typer.Option(None, "--detector", help="auto, offline, an ultralytics name (yolo11n.pt) or a .pt path.")
+TrackerOpt = typer.Option(None, "--tracker", help="bytetrack, botsort or a tracker .yaml file.")
 GtOpt = typer.Option(None, "--gt", help="Ground truth (MOTChallenge gt.txt): score raw and merged tracks.")
 
 
@@ -228,10 +230,8 @@ def run(
     criterion: str | None = CriterionOpt,
     dispersion_weight: float | None = DispersionOpt,
     split_impure: bool | None = SplitOpt,
-    detector: str | None = typer.Option(
-        None, "--detector", help="auto, offline, an ultralytics name (yolo11n.pt) or a .pt path."
-    ),
-    tracker: str | None = typer.Option(None, "--tracker", help="bytetrack, botsort or a tracker .yaml file."),
+    detector: str | None = DetectorOpt,
+    tracker: str | None = TrackerOpt,
     reid_model: str | None = ReidModelOpt,
     reid_weights: str | None = ReidWeightsOpt,
     no_video: bool = NoVideoOpt,
@@ -356,10 +356,8 @@ def batch(
     threshold: float | None = ThresholdOpt,
     persons: int | None = PersonsOpt,
     aggregation: str | None = AggregationOpt,
-    detector: str | None = typer.Option(
-        None, "--detector", help="auto, offline, an ultralytics name (yolo11n.pt) or a .pt path."
-    ),
-    tracker: str | None = typer.Option(None, "--tracker", help="bytetrack, botsort or a tracker .yaml file."),
+    detector: str | None = DetectorOpt,
+    tracker: str | None = TrackerOpt,
     reid_model: str | None = ReidModelOpt,
     reid_weights: str | None = ReidWeightsOpt,
     no_video: bool = NoVideoOpt,

@@ -42,7 +42,15 @@ SHAPING = (
     "reid_weights",
     "crops_per_track",
     "min_crop_height",
+    "crop_max_covered",
 )
+# Code that shapes them: a change to any of these files invalidates the cache too.
+SHAPING_CODE = ("tracking.py", "crops.py", "embedding.py", "oracle.py")
+
+
+def cache_key(*parts: object) -> str:
+    code = [hashlib.sha256((ROOT / "reid_merge" / name).read_bytes()).hexdigest() for name in SHAPING_CODE]
+    return hashlib.sha256(json.dumps([*parts, code], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, object, np.ndarray, dict]:
@@ -52,7 +60,7 @@ def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, obje
 
     shaping = {k: v for k, v in config.to_dict().items() if k in SHAPING}
     tracker_yaml = Path(check_tracker_config(config.tracker)).read_text()
-    key = hashlib.sha256(json.dumps([str(sequence), shaping, tracker_yaml], sort_keys=True).encode()).hexdigest()[:16]
+    key = cache_key(str(sequence), shaping, tracker_yaml)
     path = cache / f"{sequence.name}-{key}.pkl"
     if path.is_file():
         return pickle.loads(path.read_bytes())
@@ -85,8 +93,9 @@ def oracle_features(
     """Oracle fragments of one sequence, their crops and features, cached per seed and settings."""
     from reid_merge.embedding import load_embedder, resolve_device
 
-    shaping = {k: config.to_dict()[k] for k in ("crops_per_track", "min_crop_height", "reid_model", "reid_weights")}
-    key = hashlib.sha256(json.dumps([str(sequence), seed, shaping], sort_keys=True).encode()).hexdigest()[:16]
+    oracle_shaping = ("crops_per_track", "min_crop_height", "crop_max_covered", "reid_model", "reid_weights")
+    shaping = {k: config.to_dict()[k] for k in oracle_shaping}
+    key = cache_key(str(sequence), seed, shaping)
     path = cache / f"oracle-{sequence.name}-{key}.pkl"
     if path.is_file():
         return pickle.loads(path.read_bytes())
@@ -170,9 +179,10 @@ def oracle_table(sequences: list[Path], args: argparse.Namespace, base: Config) 
     """Pairwise precision/recall/F1 on oracle fragments, averaged over seeds, per scheme."""
     rows = []
     for sequence in sequences:
-        runs = [oracle_features(sequence, seed, base, args.cache) for seed in range(args.seeds)]
         fps = probe_video(sequence).fps
         for name, config in schemes(args, base):
+            # Per scheme, so that settings shaping the crops (crops_per_track, ...) can vary too.
+            runs = [oracle_features(sequence, seed, config, args.cache) for seed in range(args.seeds)]
             scores = []
             for fragments, identity, crops, features in runs:
                 outcome = decide_merge(fragments, crops, features, config, fps)
@@ -211,7 +221,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
         for source, label in ((video, video.name), (sequence, f"{sequence.name}/img1")):
             if not source.exists():
                 continue
-            raw, crops, features, _ = tracked(source, base, args.cache)
+            raw, *_ = tracked(source, base, args.cache)
             fps = probe_video(source).fps
             raw_scores = score_row("raw tracker", raw, gt)
             rows.append({"input": label, **raw_scores})
@@ -219,6 +229,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
             mapping = {int(t): int(label_) + 1 for t, label_ in zip(raw.track_ids, upper)}
             rows.append({"input": label, **score_row("best possible merge", raw.relabel(mapping), gt)})
             for name, config in schemes(args, base):
+                raw, crops, features, _ = tracked(source, config, args.cache)
                 outcome = decide_merge(raw, crops, features, config, fps)
                 rows.append({"input": label, **score_row(name, outcome.tracks.relabel(outcome.mapping), gt)})
     return rows

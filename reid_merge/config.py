@@ -33,6 +33,7 @@ class Config:
     reid_weights: str | None = None
     crops_per_track: int = 16
     min_crop_height: float = 32.0
+    crop_max_covered: float = 0.4
     embed_batch_size: int = 64
     aggregation: str = "mean"
     threshold: float = 0.65
@@ -64,6 +65,7 @@ class Config:
         )
         _check(self.crops_per_track >= 1, "crops", ">= 1", self.crops_per_track)
         _check(self.min_crop_height >= 1, "min_crop_height", ">= 1", self.min_crop_height)
+        _check(0 <= self.crop_max_covered <= 1, "crop_max_covered", "in [0, 1]", self.crop_max_covered)
         _check(self.embed_batch_size >= 1, "embed_batch_size", ">= 1", self.embed_batch_size)
         _check(self.aggregation in AGGREGATIONS, "aggregation", f"one of {', '.join(AGGREGATIONS)}", self.aggregation)
         _check(0.0 <= self.threshold <= 2.0, "threshold", "in [0, 2] (a distance, 1 - cosine)", self.threshold)

@@ -1,7 +1,7 @@
 """Sample up to K good crops per track, spread over its lifetime, in the same pass as tracking.
 
 The sampler sees each frame once (while the tracker does), scores every box for how useful
-its crop is (big enough, inside the frame, not covered by another person's box) and keeps,
+its crop is (big enough, inside the frame, not hidden behind another person) and keeps,
 per track, the best box of each time slot. Slots double in length when a track outlives
 them, so a track keeps at most ``2 K`` candidate crops however long it lives, and the final
 K are spread evenly over its life.
@@ -40,25 +40,37 @@ class CropSet:
         return len(self.crops)
 
 
-def box_quality(xyxy: npt.NDArray[np.float64], width: int, height: int, min_height: float) -> npt.NDArray[np.float64]:
+def box_quality(
+    xyxy: npt.NDArray[np.float64],
+    width: int,
+    height: int,
+    min_height: float,
+    max_covered: float = 1.0,
+) -> npt.NDArray[np.float64]:
     """How useful each box of one frame is as a re-identification crop, 0 meaning unusable.
 
     The score is the fraction of the box inside the frame times the fraction not covered by
-    any other box (an overlapping box shows somebody else), times a size term that saturates
-    at 128 px. Boxes shorter than `min_height` once clipped, or more than 40% outside the
-    frame, score 0.
+    a box in front of it, times a size term that saturates at 128 px. "In front" means feet
+    at least as low in the image (nearer the camera in a street scene): a person in front
+    shows in the crop of the one behind, not the other way round. Boxes shorter than
+    `min_height` once clipped, more than 40% outside the frame, or covered by more than
+    `max_covered` score 0: their crop shows somebody else as much as its own person.
 
     Args:
         xyxy: `(n, 4)` boxes of one frame.
         width: frame width in pixels.
         height: frame height in pixels.
         min_height: smallest usable clipped box height in pixels.
+        max_covered: largest usable share of a box covered by a box in front of it.
 
     Returns:
         `(n,)` scores in `[0, 1]`.
 
-    >>> box_quality(np.array([[0., 0, 64, 128], [32, 0, 96, 128], [200, 0, 210, 10]]), 640, 480, 32).tolist()
-    [0.5, 0.5, 0.0]
+    >>> boxes = np.array([[0., 0, 64, 128], [32, 0, 96, 120], [200, 0, 210, 10]])
+    >>> box_quality(boxes, 640, 480, 32).tolist()  # the second box stands behind the first
+    [1.0, 0.46875, 0.0]
+    >>> box_quality(boxes, 640, 480, 32, max_covered=0.4).tolist()
+    [1.0, 0.0, 0.0]
     """
     n = len(xyxy)
     if n == 0:
@@ -83,10 +95,11 @@ def box_quality(xyxy: npt.NDArray[np.float64], width: int, height: int, min_heig
     iy2 = np.minimum(xyxy[:, None, 3], xyxy[None, :, 3])
     overlap = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
     np.fill_diagonal(overlap, 0.0)
+    overlap[xyxy[None, :, 3] < xyxy[:, None, 3]] = 0.0  # [i, j]: j's feet higher, j stands behind i
     covered = np.divide(overlap.max(axis=1), area, out=np.ones(n), where=area > 0)
     size = np.clip(clipped_h / 128.0, 0.0, 1.0)
     quality = inside * np.clip(1.0 - covered, 0.0, 1.0) * size
-    quality[(clipped_h < min_height) | (inside < 0.6)] = 0.0
+    quality[(clipped_h < min_height) | (inside < 0.6) | (covered > max_covered)] = 0.0
     return quality
 
 
@@ -147,11 +160,18 @@ class CropSampler:
     length. A track ID that comes back after that keeps the crops of its earlier life.
     """
 
-    def __init__(self, crops_per_track: int = 16, min_crop_height: float = 32.0, stale_after: int = 300) -> None:
+    def __init__(
+        self,
+        crops_per_track: int = 16,
+        min_crop_height: float = 32.0,
+        max_covered: float = 1.0,
+        stale_after: int = 300,
+    ) -> None:
         if crops_per_track < 1:
             raise ValueError(f"crops_per_track must be >= 1, got {crops_per_track}")
         self.crops_per_track = crops_per_track
         self.min_crop_height = min_crop_height
+        self.max_covered = max_covered
         self.stale_after = stale_after
         self._capacity = 2 * crops_per_track
         self._tracks: dict[int, _TrackSlots] = {}
@@ -165,7 +185,7 @@ class CropSampler:
         if frame - self._last_sweep >= self.stale_after // 4:
             self._finish_stale(frame)
         height, width = image.shape[:2]
-        quality = box_quality(detections.xyxy, width, height, self.min_crop_height)
+        quality = box_quality(detections.xyxy, width, height, self.min_crop_height, self.max_covered)
         for i in range(len(detections)):
             state = self._tracks.setdefault(int(detections.track_id[i]), _TrackSlots())
             if state.final is not None:

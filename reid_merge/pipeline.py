@@ -235,7 +235,7 @@ def track_and_sample(
     """
     from reid_merge.tracking import track_frames
 
-    sampler = CropSampler(config.crops_per_track, config.min_crop_height)
+    sampler = CropSampler(config.crops_per_track, config.min_crop_height, config.crop_max_covered)
     per_frame: list[TrackSet] = []
     frames = 0
     reporter.start("track", info.num_frames)
@@ -299,7 +299,7 @@ def sample_crops(info: VideoInfo, tracks: TrackSet, config: Config, reporter: Re
 
     Returns the crops and the last frame decoded.
     """
-    sampler = CropSampler(config.crops_per_track, config.min_crop_height)
+    sampler = CropSampler(config.crops_per_track, config.min_crop_height, config.crop_max_covered)
     order = np.argsort(tracks.frame, kind="stable")
     sorted_frames = tracks.frame[order]
     last_frame = int(sorted_frames[-1]) if len(tracks) else 0

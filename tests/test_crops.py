@@ -29,6 +29,16 @@ def test_quality_rejects_tiny_outside_and_covered_boxes() -> None:
     assert q[3] == 0.0  # fully covered
 
 
+def test_only_a_box_in_front_hides_another() -> None:
+    front = [300, 100, 360, 300]  # feet at y=300: nearer the camera
+    behind = [320, 90, 370, 250]  # three quarters of it hidden by the front box
+    q = box_quality(np.array([front, behind], dtype=float), 640, 480, min_height=32)
+    assert q[0] == 1.0  # the person behind does not spoil the crop of the one in front
+    assert 0.0 < q[1] < 0.5
+    strict = box_quality(np.array([front, behind], dtype=float), 640, 480, min_height=32, max_covered=0.4)
+    assert strict[0] == 1.0 and strict[1] == 0.0  # too hidden to show its own person
+
+
 def test_sampler_spreads_crops_over_a_long_track() -> None:
     sampler = CropSampler(crops_per_track=4)
     for f in range(1, 201):

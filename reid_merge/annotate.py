@@ -109,8 +109,7 @@ def write_annotated_video(
     except (av.error.FFmpegError, av.codec.codec.UnknownCodecError, OSError) as exc:
         # A PyAV build without libx264, a full disk, an encoder that refuses the frame size.
         raise InputError(
-            f"{path}: cannot encode the annotated video as H.264 ({exc.__class__.__name__}: {exc}); "
-            "--no-video skips it"
+            f"{path}: cannot encode the annotated video as H.264 ({exc.__class__.__name__}: {exc}); --no-video skips it"
         ) from None
     return written
 

@@ -401,3 +401,12 @@ def test_batch_help_names_its_options() -> None:
     assert result.returncode == 0
     for option in ("--output", "--jobs", "--resume", "--no-resume", "--executor", "--ray-address", "--no-video"):
         assert option in result.stdout, option
+
+
+@pytest.mark.parametrize("command", ["run", "merge", "batch"])
+def test_every_merging_command_takes_the_same_merge_options(command: str) -> None:
+    result = reid_merge(command, "--help")
+    assert result.returncode == 0
+    merge_options = ("--threshold", "--persons", "--aggregation", "--criterion", "--dispersion-weight")
+    for option in (*merge_options, "--split-impure", "--crops", "--reid-model", "--reid-weights", "--config"):
+        assert option in result.stdout, f"{command} lacks {option}"

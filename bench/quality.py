@@ -6,6 +6,7 @@ best merge any clustering of these raw tracks could reach (each raw track given 
 identity it overlaps most, never joining tracks that share a frame).
 
     python bench/quality.py [--data ../shared/data] [--vary threshold=0.6,0.65,0.7 --vary criterion=average,dbc]
+        [--set tracker=bench/trackers/ultralytics_bytetrack.yaml]
 """
 
 from __future__ import annotations
@@ -150,12 +151,9 @@ def score_row(name: str, pred: TrackSet, gt: TrackSet) -> dict:
 
 def schemes(args: argparse.Namespace, base: Config) -> list[tuple[str, Config]]:
     """The cross product of every `--vary key=v1,v2` on top of the defaults, named by its values."""
-    fields = {f.name: f.type for f in dataclasses.fields(Config)}
     axes: list[list[tuple[str, object]]] = []
     for spec in args.vary:
-        key, _, values = spec.partition("=")
-        if key not in fields:
-            raise SystemExit(f"--vary {spec}: unknown setting {key!r}")
+        key, values = _setting(spec, "--vary")
         default = getattr(base, key)
         axes.append([(key, _parse_like(value, default)) for value in values.split(",")])
     result = []
@@ -163,6 +161,22 @@ def schemes(args: argparse.Namespace, base: Config) -> list[tuple[str, Config]]:
         name = " ".join(f"{k}={v}" for k, v in combination) or "defaults"
         result.append((name, dataclasses.replace(base, **dict(combination))))
     return result
+
+
+def base_config(args: argparse.Namespace) -> Config:
+    """The defaults, with every `--set key=value` applied (the raw tracks and crops come from it)."""
+    changes = {}
+    for spec in args.set:
+        key, value = _setting(spec, "--set")
+        changes[key] = _parse_like(value, getattr(Config(), key))
+    return dataclasses.replace(Config(), **changes)
+
+
+def _setting(spec: str, option: str) -> tuple[str, str]:
+    key, _, value = spec.partition("=")
+    if key not in {f.name for f in dataclasses.fields(Config)}:
+        raise SystemExit(f"{option} {spec}: unknown setting {key!r}")
+    return key, value
 
 
 def _parse_like(text: str, default: object) -> object:
@@ -270,9 +284,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=V1,V2",
         help="a setting of Config and the values to try (repeatable; schemes are the cross product)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a default for every scheme, the raw tracker's row included (repeatable)",
+    )
     parser.add_argument("--summary-only", action="store_true", help="print only the summary table")
     args = parser.parse_args(argv)
-    base = Config()
+    base = base_config(args)
     sequences = sorted(p for p in args.data.iterdir() if (p / "gt" / "gt.txt").is_file())
     oracle = oracle_table(sequences, args, base) if args.protocol in ("oracle", "both") else []
     end_to_end = end_to_end_table(sequences, args, base) if args.protocol in ("end-to-end", "both") else []
@@ -284,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## Oracle fragments ({args.seeds} seeds, pairwise scores averaged)\n")
         print_table(oracle)
     if end_to_end:
-        print("\n## End to end (default detector and tracker)\n")
+        changed = f" with {' '.join(args.set)}" if args.set else ""
+        print(f"\n## End to end (default detector and tracker{changed})\n")
         print_table(end_to_end)
     return 0
 

@@ -414,6 +414,11 @@ def report_data(
         ("persons", str(len(set(mapping.values())))),
         ("crops compared", f"{len(cache.crop_track)} (up to {params.get('crops_per_track', '?')} per track)"),
         ("tracks without crops", str(document.get("similarity", {}).get("tracks_without_crops", ""))),
+        (
+            "tracks left alone, too few crops",
+            f"{document.get('similarity', {}).get('tracks_too_few_crops', '')} "
+            f"(fewer than {params.get('min_crops_to_merge', '?')})",
+        ),
         ("aggregation", str(params.get("aggregation", ""))),
         ("threshold", f"{threshold:g} (distance), criterion {params.get('criterion', '')}"),
     ]

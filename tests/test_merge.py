@@ -53,6 +53,7 @@ def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.nda
     motion_gate=st.booleans(),
     bonus=st.floats(0.0, 1.0),
     split_impure=st.booleans(),
+    min_crops=st.integers(1, 4),
 )
 def test_no_setting_puts_cooccurring_tracks_in_one_person(
     seed: int,
@@ -65,6 +66,7 @@ def test_no_setting_puts_cooccurring_tracks_in_one_person(
     motion_gate: bool,
     bonus: float,
     split_impure: bool,
+    min_crops: int,
 ) -> None:
     tracks, crops, features = _random_scene(seed, num_tracks)
     config = dataclasses.replace(
@@ -77,6 +79,7 @@ def test_no_setting_puts_cooccurring_tracks_in_one_person(
         motion_gate=motion_gate,
         continuity_bonus=bonus,
         split_impure=split_impure,
+        min_crops_to_merge=min_crops,
     )
     outcome = decide_merge(tracks, crops, features, config, fps=25.0)
     merged = outcome.tracks.relabel(outcome.mapping)
@@ -85,3 +88,25 @@ def test_no_setting_puts_cooccurring_tracks_in_one_person(
     person = np.array([outcome.mapping[int(t)] for t in outcome.track_ids])
     assert not (together & (person[:, None] == person[None, :])).any()
     assert sorted(set(person.tolist())) == list(range(1, len(set(person.tolist())) + 1))
+
+
+def test_a_track_with_one_crop_is_left_alone() -> None:
+    # Two tracks one after the other at the same place, looking exactly alike: the second shows
+    # a single usable crop, too little to tell a look-alike from the same person.
+    frames = list(range(1, 21)) + list(range(31, 41))
+    ids = [1] * 20 + [2] * 10
+    boxes = np.tile([100.0, 100.0, 140.0, 220.0], (30, 1))
+    tracks = TrackSet.from_arrays(frames, ids, boxes, np.ones(30))
+    crop_frames = [1, 5, 10, 15, 31]
+    crops = CropSet(
+        crops=[np.zeros((4, 2, 3), np.uint8)] * 5,
+        track_id=np.array([1, 1, 1, 1, 2]),
+        frame=np.array(crop_frames),
+        quality=np.ones(5),
+    )
+    features = np.tile([1.0, 0.0, 0.0], (5, 1))
+    config = dataclasses.replace(Config(), adapt=False)
+    alone = decide_merge(tracks, crops, features, config, fps=25.0)
+    assert alone.mapping == {1: 1, 2: 2} and alone.tracks_too_few_crops == 1
+    joined = decide_merge(tracks, crops, features, dataclasses.replace(config, min_crops_to_merge=1), fps=25.0)
+    assert joined.mapping == {1: 1, 2: 1} and joined.tracks_too_few_crops == 0

@@ -363,13 +363,12 @@ def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Co
         dispersion_weight=config.dispersion_weight,
     )
     mapping = person_ids_by_first_appearance(tracks, track_ids, labels)
-    without = len(track_ids) - len(np.unique(crop_track))
     return MergeOutcome(
         tracks,
         track_ids,
         mapping,
         similarity,
-        without,
+        int(np.sum(crop_counts == 0)),
         whitening is not None,
         splits,
         distance,

@@ -92,11 +92,12 @@ def test_no_setting_puts_cooccurring_tracks_in_one_person(
 
 def test_a_track_with_one_crop_is_left_alone() -> None:
     # Two tracks one after the other at the same place, looking exactly alike: the second shows
-    # a single usable crop, too little to tell a look-alike from the same person.
-    frames = list(range(1, 21)) + list(range(31, 41))
-    ids = [1] * 20 + [2] * 10
-    boxes = np.tile([100.0, 100.0, 140.0, 220.0], (30, 1))
-    tracks = TrackSet.from_arrays(frames, ids, boxes, np.ones(30))
+    # a single usable crop, too little to tell a look-alike from the same person. A third track
+    # has no usable crop at all.
+    frames = list(range(1, 21)) + list(range(31, 41)) + list(range(50, 56))
+    ids = [1] * 20 + [2] * 10 + [3] * 6
+    boxes = np.tile([100.0, 100.0, 140.0, 220.0], (36, 1))
+    tracks = TrackSet.from_arrays(frames, ids, boxes, np.ones(36))
     crop_frames = [1, 5, 10, 15, 31]
     crops = CropSet(
         crops=[np.zeros((4, 2, 3), np.uint8)] * 5,
@@ -107,6 +108,8 @@ def test_a_track_with_one_crop_is_left_alone() -> None:
     features = np.tile([1.0, 0.0, 0.0], (5, 1))
     config = dataclasses.replace(Config(), adapt=False)
     alone = decide_merge(tracks, crops, features, config, fps=25.0)
-    assert alone.mapping == {1: 1, 2: 2} and alone.tracks_too_few_crops == 1
+    assert alone.mapping == {1: 1, 2: 2, 3: 3}
+    assert (alone.tracks_too_few_crops, alone.tracks_without_crops) == (1, 1)
     joined = decide_merge(tracks, crops, features, dataclasses.replace(config, min_crops_to_merge=1), fps=25.0)
-    assert joined.mapping == {1: 1, 2: 1} and joined.tracks_too_few_crops == 0
+    assert joined.mapping == {1: 1, 2: 1, 3: 2}
+    assert (joined.tracks_too_few_crops, joined.tracks_without_crops) == (0, 1)

@@ -19,7 +19,9 @@ import json
 import pickle
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,17 +56,34 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha256(json.dumps([*parts, code], sort_keys=True).encode()).hexdigest()[:16]
 
 
+# Results already read or computed in this process: the schemes of one run share them.
+_LOADED: dict[Path, Any] = {}
+
+
+def cached(path: Path, compute: Callable[[], Any]) -> Any:
+    """`compute()`, stored in `path` and kept in memory, unless either already holds it."""
+    if path not in _LOADED:
+        if path.is_file():
+            _LOADED[path] = pickle.loads(path.read_bytes())
+        else:
+            _LOADED[path] = compute()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(pickle.dumps(_LOADED[path]))
+    return _LOADED[path]
+
+
 def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, object, np.ndarray, dict]:
     """Raw tracks, crops and crop features for one sequence, cached by the settings that shape them."""
-    from reid_merge.embedding import load_embedder, resolve_device
-    from reid_merge.tracking import load_detector
-
     shaping = {k: v for k, v in config.to_dict().items() if k in SHAPING}
     tracker_yaml = Path(check_tracker_config(config.tracker)).read_text()
     key = cache_key(str(sequence), shaping, tracker_yaml)
-    path = cache / f"{sequence.name}-{key}.pkl"
-    if path.is_file():
-        return pickle.loads(path.read_bytes())
+    return cached(cache / f"{sequence.name}-{key}.pkl", lambda: _track_and_embed(sequence, config))
+
+
+def _track_and_embed(sequence: Path, config: Config) -> tuple[TrackSet, object, np.ndarray, dict]:
+    from reid_merge.embedding import load_embedder, resolve_device
+    from reid_merge.tracking import load_detector
+
     info = probe_video(sequence)
     device = resolve_device(config.device)
     detector, detector_info = load_detector(config.detector)
@@ -82,33 +101,27 @@ def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, obje
     )
     features = embedder(crops.crops) if len(crops) else np.zeros((0, 1), np.float32)
     meta = {"seconds": time.perf_counter() - start, "detector": detector_info.name, "reid": reid_info.name}
-    result = (raw, crops, features, meta)
-    cache.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(result))
-    return result
+    return raw, crops, features, meta
 
 
 def oracle_features(
     sequence: Path, seed: int, config: Config, cache: Path
 ) -> tuple[TrackSet, dict, object, np.ndarray]:
     """Oracle fragments of one sequence, their crops and features, cached per seed and settings."""
-    from reid_merge.embedding import load_embedder, resolve_device
-
     oracle_shaping = ("crops_per_track", "min_crop_height", "crop_max_covered", "reid_model", "reid_weights")
     shaping = {k: config.to_dict()[k] for k in oracle_shaping}
     key = cache_key(str(sequence), seed, shaping)
-    path = cache / f"oracle-{sequence.name}-{key}.pkl"
-    if path.is_file():
-        return pickle.loads(path.read_bytes())
+    return cached(cache / f"oracle-{sequence.name}-{key}.pkl", lambda: _cut_and_embed(sequence, seed, config))
+
+
+def _cut_and_embed(sequence: Path, seed: int, config: Config) -> tuple[TrackSet, dict, object, np.ndarray]:
+    from reid_merge.embedding import load_embedder, resolve_device
+
     gt = read_ground_truth(sequence / "gt" / "gt.txt")
     fragments, identity = cut_into_fragments(gt, seed)
     crops, _ = sample_crops(probe_video(sequence), fragments, config, Reporter())
     embedder, _ = load_embedder(config.reid_model, None, str(resolve_device(config.device)), config.embed_batch_size)
-    features = embedder(crops.crops)
-    result = (fragments, identity, crops, features)
-    cache.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(result))
-    return result
+    return fragments, identity, crops, embedder(crops.crops)
 
 
 def best_possible_labels(raw: TrackSet, gt: TrackSet, iou_threshold: float = 0.5) -> np.ndarray:

@@ -28,3 +28,15 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproce
     out = tmp_path_factory.mktemp("sample") / "run"
     result = reid_merge("run", SAMPLE_VIDEO, "-o", out, "--device", "cpu")
     return out, result
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models on a shared 2-core runner: one thread is faster and steadier. Modules that
+    build models opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -264,13 +264,9 @@ def test_models_that_cannot_load_stop_the_batch(tmp_path: Path, clips: tuple[Pat
 # --- the issue's batch, local ------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_batch_runs_resumes_and_redoes_what_a_kill_left(tmp_path: Path, clips: tuple[Path, Path]) -> None:
-    videos = make_batch_folder(tmp_path / "videos", clips)
-    out = tmp_path / "out"
-
-    first = reid_merge("batch", videos, "-o", out, *SETTINGS)
-
+def first_run_rows(first: subprocess.CompletedProcess[str], out: Path) -> dict[str, BatchResult]:
+    """The rows of a first batch over `make_batch_folder`, checked: three videos done, the
+    broken one failed, the models loaded once per worker and not once per video."""
     assert first.returncode == 5, first.stderr
     rows = rows_by_video(out / "summary.json")
     assert {v: r.status for v, r in rows.items()} == {
@@ -280,18 +276,28 @@ def test_batch_runs_resumes_and_redoes_what_a_kill_left(tmp_path: Path, clips: t
         "sub/a.mp4": "done",
     }
     assert "cannot be decoded as a video" in rows["broken.mp4"].error
+    loads: dict[str, int] = {}
+    for row in rows.values():
+        if row.worker:  # the broken input failed in the driver, before any worker
+            loads[row.worker] = loads.get(row.worker, 0) + row.models_loaded
+    assert set(loads.values()) == {1}, loads
+    return rows
+
+
+@pytest.mark.slow
+def test_batch_runs_resumes_and_redoes_what_a_kill_left(tmp_path: Path, clips: tuple[Path, Path]) -> None:
+    videos = make_batch_folder(tmp_path / "videos", clips)
+    out = tmp_path / "out"
+
+    first = reid_merge("batch", videos, "-o", out, *SETTINGS)
+
+    rows = first_run_rows(first, out)
     assert rows["a.mp4"].frames == CLIP_FRAMES and rows["a.mp4"].raw_tracks >= rows["a.mp4"].persons >= 1
     assert (rows["a.mp4"].frames, rows["a.mp4"].persons) == (rows["sub/a.mp4"].frames, rows["sub/a.mp4"].persons)
     for name in ("a", "b", "sub/a"):
         assert {"tracks.json", "tracks.txt", "raw_tracks.txt", RECORD_NAME} <= {p.name for p in (out / name).iterdir()}
     assert not (out / "broken").exists()
     assert rows["broken.mp4"].worker == ""  # probed in the driver: no worker started for it
-    # models loaded once per worker, not once per video
-    loads: dict[str, int] = {}
-    for row in rows.values():
-        if row.worker:  # the broken input failed in the driver, before any worker
-            loads[row.worker] = loads.get(row.worker, 0) + row.models_loaded
-    assert set(loads.values()) == {1}
     csv_text = (out / "summary.csv").read_text()
     assert csv_text.splitlines()[0].startswith("video,frames,raw_tracks,persons,seconds,status,error")
     assert "broken.mp4" in csv_text and "failed" in csv_text
@@ -359,21 +365,8 @@ def test_ray_batch_on_a_local_instance(tmp_path: Path, clips: tuple[Path, Path],
         "batch", videos, "-o", out, "--executor", "ray", "--ray-address", ray_address, *SETTINGS, env=auth
     )
 
-    assert first.returncode == 5, first.stderr
-    rows = rows_by_video(out / "summary.json")
-    assert {v: r.status for v, r in rows.items()} == {
-        "a.mp4": "done",
-        "b.mp4": "done",
-        "broken.mp4": "failed",
-        "sub/a.mp4": "done",
-    }
-    assert "cannot be decoded as a video" in rows["broken.mp4"].error
+    first_run_rows(first, out)  # models loaded once per Ray worker process
     assert json.loads((out / "summary.json").read_text())["executor"] == "ray"
-    loads: dict[str, int] = {}
-    for row in rows.values():
-        if row.worker:  # the broken input failed in the driver, before any worker
-            loads[row.worker] = loads.get(row.worker, 0) + row.models_loaded
-    assert set(loads.values()) == {1}, loads  # once per Ray worker process
 
     # RAY_ADDRESS works as well as the flag; finished videos are skipped, an unfinished one
     # (its record gone, as after a kill) is redone on the cluster

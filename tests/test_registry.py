@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -30,6 +29,8 @@ from reid_merge.weights import OSNET_ARCHITECTURES, architecture_from_filename, 
 from tests.cli_helpers import cli_env, reid_merge
 from tests.data_paths import SAMPLE_VIDEO
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 OSNETS = ["osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "osnet_ain_x1_0", "osnet_ibn_x1_0"]
 
 
@@ -38,15 +39,6 @@ def empty_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     folder = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("REID_MERGE_CACHE", str(folder))
     return folder
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core runner: one thread is faster and steadier."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --- the registry as data -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 import pickle
 import sys
 import time
@@ -68,7 +69,10 @@ def cached(path: Path, compute: Callable[[], Any]) -> Any:
         else:
             _LOADED[path] = compute()
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(pickle.dumps(_LOADED[path]))
+            # Renamed into place, so that a second bench process never reads half a file.
+            partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            partial.write_bytes(pickle.dumps(_LOADED[path]))
+            partial.replace(path)
     return _LOADED[path]
 
 

@@ -91,7 +91,7 @@ def _track_and_embed(sequence: Path, config: Config) -> tuple[TrackSet, object, 
     info = probe_video(sequence)
     device = resolve_device(config.device)
     detector, detector_info = load_detector(config.detector)
-    embedder, reid_info = load_embedder(config.reid_model, None, str(device), config.embed_batch_size)
+    embedder, reid_info = load_embedder(config.reid_model, config.reid_weights, str(device), config.embed_batch_size)
     start = time.perf_counter()
     raw, crops, _ = track_and_sample(
         info,
@@ -124,7 +124,9 @@ def _cut_and_embed(sequence: Path, seed: int, config: Config) -> tuple[TrackSet,
     gt = read_ground_truth(sequence / "gt" / "gt.txt")
     fragments, identity = cut_into_fragments(gt, seed)
     crops, _ = sample_crops(probe_video(sequence), fragments, config, Reporter())
-    embedder, _ = load_embedder(config.reid_model, None, str(resolve_device(config.device)), config.embed_batch_size)
+    embedder, _ = load_embedder(
+        config.reid_model, config.reid_weights, str(resolve_device(config.device)), config.embed_batch_size
+    )
     return fragments, identity, crops, embedder(crops.crops)
 
 

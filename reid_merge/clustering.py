@@ -17,6 +17,7 @@ from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
+from scipy import sparse
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
@@ -151,3 +152,13 @@ def _number_by_first_member(raw: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]
     _, first, inverse = np.unique(raw, return_index=True, return_inverse=True)
     rank = np.argsort(np.argsort(first))
     return rank[inverse].astype(np.int64)
+
+
+def any_between(pairs: npt.NDArray[np.bool_], group: npt.NDArray[np.int64], num_groups: int) -> npt.NDArray[np.bool_]:
+    """`(G, G)`: is any pair of members of groups a and b marked in the `(N, N)` `pairs`?
+
+    >>> any_between(np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]], bool), np.array([0, 1, 1]), 2).astype(int).tolist()
+    [[0, 1], [1, 0]]
+    """
+    member = sparse.csr_matrix((np.ones(len(group)), (group, np.arange(len(group)))), shape=(num_groups, len(group)))
+    return (member @ sparse.csr_matrix(pairs.astype(np.float64)) @ member.T).toarray() > 0

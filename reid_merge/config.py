@@ -36,7 +36,9 @@ class Config:
     crop_max_covered: float = 0.4
     embed_batch_size: int = 64
     aggregation: str = "mean"
-    threshold: float = 0.65
+    threshold: float | None = None
+    false_merge_rate: float = 0.02
+    stitch_max_gap_seconds: float = 3.0
     persons: int | None = None
     criterion: str = "average"
     dispersion_weight: float = 0.1
@@ -51,8 +53,6 @@ class Config:
     motion_gate: bool = True
     motion_slack_heights: float = 0.5
     motion_heights_per_second: float = 1.0
-    continuity_bonus: float = 0.2
-    continuity_seconds: float = 1.0
     write_video: bool = True
 
     def __post_init__(self) -> None:
@@ -69,7 +69,16 @@ class Config:
         _check(0 <= self.crop_max_covered <= 1, "crop_max_covered", "in [0, 1]", self.crop_max_covered)
         _check(self.embed_batch_size >= 1, "embed_batch_size", ">= 1", self.embed_batch_size)
         _check(self.aggregation in AGGREGATIONS, "aggregation", f"one of {', '.join(AGGREGATIONS)}", self.aggregation)
-        _check(0.0 <= self.threshold <= 2.0, "threshold", "in [0, 2] (a distance, 1 - cosine)", self.threshold)
+        _check(
+            self.threshold is None or 0.0 <= self.threshold <= 2.0,
+            "threshold",
+            "in [0, 2] (a distance, 1 - cosine)",
+            self.threshold,
+        )
+        _check(0 < self.false_merge_rate < 0.5, "false_merge_rate", "in (0, 0.5)", self.false_merge_rate)
+        _check(
+            0 < self.stitch_max_gap_seconds <= 60, "stitch_max_gap_seconds", "in (0, 60]", self.stitch_max_gap_seconds
+        )
         _check(self.persons is None or self.persons >= 1, "persons", ">= 1", self.persons)
         _check(self.criterion in CRITERIA, "criterion", f"one of {', '.join(CRITERIA)}", self.criterion)
         _check(self.dispersion_weight >= 0, "dispersion_weight", ">= 0", self.dispersion_weight)
@@ -79,8 +88,6 @@ class Config:
         _check(0 <= self.short_track_score <= 1, "short_track_score", "in [0, 1]", self.short_track_score)
         _check(self.adapt_dims >= 1, "adapt_dims", ">= 1", self.adapt_dims)
         _check(self.adapt_regularization > 0, "adapt_regularization", "> 0", self.adapt_regularization)
-        _check(0 <= self.continuity_bonus <= 1, "continuity_bonus", "in [0, 1]", self.continuity_bonus)
-        _check(self.continuity_seconds > 0, "continuity_seconds", "> 0", self.continuity_seconds)
         _check(self.motion_slack_heights >= 0, "motion_slack_heights", ">= 0", self.motion_slack_heights)
         _check(self.motion_heights_per_second >= 0, "motion_heights_per_second", ">= 0", self.motion_heights_per_second)
 

@@ -11,7 +11,7 @@ so it does not depend on the frame rate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +30,8 @@ class TrackEnds:
         start_xy, end_xy: `(N, 2)` box centres at the first and last detection.
         start_velocity, end_velocity: `(N, 2)` centre velocity in px/frame near each end.
         height: `(N,)` median box height, the track's unit of distance.
+        start_height, end_height: `(N,)` median box height near each end (a person's size
+            changes little over a short gap, a different person's often does).
     """
 
     first_frame: npt.NDArray[np.int64]
@@ -39,6 +41,13 @@ class TrackEnds:
     start_velocity: FloatArray
     end_velocity: FloatArray
     height: FloatArray
+    start_height: FloatArray
+    end_height: FloatArray
+
+    def subset(self, index: npt.ArrayLike) -> TrackEnds:
+        """The ends of the tracks at `index`, in that order."""
+        rows = np.asarray(index, dtype=np.int64)
+        return TrackEnds(*(getattr(self, f.name)[rows] for f in fields(self)))
 
 
 def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int = 10) -> TrackEnds:
@@ -48,7 +57,7 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
     last = np.zeros(n, dtype=np.int64)
     start_xy, end_xy = np.zeros((n, 2)), np.zeros((n, 2))
     start_v, end_v = np.zeros((n, 2)), np.zeros((n, 2))
-    height = np.ones(n)
+    height, start_height, end_height = np.ones(n), np.ones(n), np.ones(n)
     centres = (tracks.xyxy[:, :2] + tracks.xyxy[:, 2:]) / 2.0
     heights = tracks.xyxy[:, 3] - tracks.xyxy[:, 1]
     order = np.lexsort((tracks.frame, tracks.track_id))
@@ -62,7 +71,9 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
         start_v[k] = _velocity(frames[:window], centres[rows[:window]])
         end_v[k] = _velocity(frames[-window:], centres[rows[-window:]])
         height[k] = max(float(np.median(heights[rows])), 1.0)
-    return TrackEnds(first, last, start_xy, end_xy, start_v, end_v, height)
+        start_height[k] = max(float(np.median(heights[rows[:window]])), 1.0)
+        end_height[k] = max(float(np.median(heights[rows[-window:]])), 1.0)
+    return TrackEnds(first, last, start_xy, end_xy, start_v, end_v, height, start_height, end_height)
 
 
 def _velocity(frames: npt.NDArray[np.int64], xy: FloatArray) -> FloatArray:
@@ -125,33 +136,10 @@ def reachable(
 
     >>> e = TrackEnds(np.array([1, 30, 30]), np.array([20, 50, 50]),
     ...     np.array([[0., 0], [62, 0], [600, 0]]), np.array([[38., 0], [100, 0], [640, 0]]),
-    ...     np.full((3, 2), [2., 0]), np.full((3, 2), [2., 0]), np.full(3, 100.))
+    ...     np.full((3, 2), [2., 0]), np.full((3, 2), [2., 0]), *np.full((3, 3), 100.))
     >>> reachable(*handover(e, fps=25)).astype(int).tolist()
     [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
     """
     ok = error <= slack_heights + heights_per_second * gap_seconds
     np.fill_diagonal(ok, True)
     return ok
-
-
-def continuity(
-    error: FloatArray,
-    gap_seconds: FloatArray,
-    time_scale: float = 1.0,
-    slack_heights: float = 0.5,
-    heights_per_second: float = 1.0,
-) -> FloatArray:
-    """`(N, N)` in `[0, 1]`: how strongly time and place say "the same person, picked up again".
-
-    A tracker that loses somebody for a moment picks them up close by: a short gap with a
-    small hand-over error is strong evidence, a long gap none at all, whatever the place
-    (after five seconds somebody else may well stand where the first person stood). It is
-    ``exp(-gap / time_scale) * (1 - error / radius)``, with the radius of `reachable`, and 0
-    for tracks whose spans overlap.
-    """
-    score = 1.0 - error / (slack_heights + heights_per_second * gap_seconds)
-    np.clip(score, 0.0, 1.0, out=score)
-    score *= np.exp(-gap_seconds / time_scale)
-    score[gap_seconds <= 0] = 0.0
-    np.fill_diagonal(score, 0.0)
-    return score

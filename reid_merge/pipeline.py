@@ -26,14 +26,21 @@ from reid_merge.adaptation import fit_within_track_whitening
 from reid_merge.annotate import write_annotated_video
 from reid_merge.assignment import person_ids_by_first_appearance
 from reid_merge.atomic import StagedFiles, remove_stale_temps, staged_files
-from reid_merge.clustering import cluster_tracks
+from reid_merge.calibration import (
+    appearance_log_likelihood_ratio,
+    decisive_similarity,
+    different_person_model,
+    same_person_model,
+)
+from reid_merge.clustering import MAX_DISTANCE, any_between, cluster_tracks
 from reid_merge.config import Config
 from reid_merge.crops import CropSampler, CropSet
 from reid_merge.errors import InputError
 from reid_merge.impurity import Split, apply_splits, find_impure_tracks
-from reid_merge.motion import continuity, handover, reachable, track_ends
+from reid_merge.motion import handover, reachable, track_ends
 from reid_merge.plan import REVIEW_NAMES, persons_entries, write_review
 from reid_merge.similarity import describe, track_similarity
+from reid_merge.stitching import chains, clutter_density, handover_model, stitch
 from reid_merge.tracks import TrackSet, cooccurrence
 from reid_merge.tracks_io import JSON_FORMAT, format_mot, read_tracks, tracks_to_json
 from reid_merge.video import VideoInfo, probe_video, read_frames
@@ -111,8 +118,10 @@ class MergeOutcome:
     `tracks` are the raw tracks after splitting impure ones (the raw tracks themselves when
     nothing was split); `track_ids`, `mapping` and `similarity` refer to them. `similarity` is
     appearance alone; `distance` and `cannot_link` are what the clustering was given
-    (appearance less the continuity bonus, NaN for tracks held apart; shared frames and
-    impossible hand-overs), None where the outcome was built without them.
+    (1 - appearance, NaN for tracks whose crops are too few to compare; shared frames), None
+    where the outcome was built without them. `threshold` is the distance at which chains of
+    stitched tracks were joined (-1: none could be joined with confidence), and `calibration`
+    what the video taught: the hand-over bounds, the crowding, how people score.
     """
 
     tracks: TrackSet
@@ -125,6 +134,8 @@ class MergeOutcome:
     distance: np.ndarray | None = None
     cannot_link: np.ndarray | None = None
     tracks_too_few_crops: int = 0
+    threshold: float = -1.0
+    calibration: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -318,8 +329,12 @@ def sample_crops(info: VideoInfo, tracks: TrackSet, config: Config, reporter: Re
 
 
 def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Config, fps: float) -> MergeOutcome:
-    """Split impure tracks (optional) → similarity → cannot-link (shared frames, impossible
-    hand-overs) → clustering → person IDs."""
+    """Split impure tracks (optional) → stitch fragments end to start by motion, appearance
+    vetoing → join the chains where appearance is decisive (long gaps) → person IDs.
+
+    Every cut-off is learnt from this video: the hand-over bounds from cuts of its own tracks,
+    the crowding from its own frames, how different people score from tracks that share a frame.
+    """
     owner = np.searchsorted(raw.track_ids, crops.track_id)
     whitening = (
         fit_within_track_whitening(features, owner, config.adapt_dims, config.adapt_regularization)
@@ -335,34 +350,90 @@ def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Co
     track_ids = tracks.track_ids
     owner = np.searchsorted(track_ids, crop_track)
     similarity = track_similarity(features, owner, len(track_ids), config.aggregation)  # type: ignore[arg-type]
-    cannot_link = cooccurrence(tracks, track_ids)
-    distance = 1.0 - similarity
-    if config.motion_gate or config.continuity_bonus > 0:
-        error, gap = handover(track_ends(tracks, track_ids), fps)
-        slack, speed = config.motion_slack_heights, config.motion_heights_per_second
-        if config.motion_gate:
-            cannot_link |= ~reachable(error, gap, slack, speed)
-        if config.continuity_bonus > 0:
-            bonus = config.continuity_bonus * continuity(error, gap, config.continuity_seconds, slack, speed)
-            distance = np.clip(distance - bonus, 0.0, None)
+    shared_frame = cooccurrence(tracks, track_ids)
     # Tracks that stay alone rather than being glued onto a person: a short track of low
-    # confidence (most likely a detector false positive), and a track with too few usable crops
-    # (one crop is one view: same-vs-different ROC-AUC 0.84 on oracle fragments, 0.91-0.98 from four).
+    # confidence (most likely a detector false positive); and, for appearance, a track with too
+    # few usable crops (one crop is one view: same-vs-different ROC-AUC 0.84 on oracle
+    # fragments, 0.91-0.98 from four), which motion may still stitch.
     crop_counts = np.bincount(owner, minlength=len(track_ids))
     too_few_crops = (crop_counts > 0) & (crop_counts < config.min_crops_to_merge)
     doubtful = likely_false_positives(tracks, track_ids, config.short_track_detections, config.short_track_score)
-    alone = doubtful | too_few_crops
-    distance[alone, :] = np.nan
-    distance[:, alone] = np.nan
-    labels = cluster_tracks(
+    appearance = np.where(too_few_crops[:, None] | too_few_crops[None, :], np.nan, similarity)
+
+    ends = track_ends(tracks, track_ids)
+    error, gap = handover(ends, fps)
+    model = handover_model(tracks, fps, config.stitch_max_gap_seconds)
+    clutter = clutter_density(tracks)
+    different = different_person_model(appearance, shared_frame)
+    allowed = ~shared_frame & ~doubtful[:, None] & ~doubtful[None, :]
+    min_ratio = (1.0 - config.false_merge_rate) / config.false_merge_rate
+    # How one person scores across a gap is learnt from the links motion alone would make at the
+    # square root of the required ratio (enough of them, mostly right); the final links need
+    # the full ratio from motion and appearance together.
+    links = stitch(ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed, np.sqrt(min_ratio))
+    same = same_person_model(appearance, links.pairs, different.spread / 2) if different else None
+    if same is None or different is None or same.centre <= different.centre:
+        links = stitch(ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed, min_ratio)
+    if same is not None and different is not None and same.centre > different.centre:
+        evidence = appearance_log_likelihood_ratio(appearance, same, different)
+        links = stitch(
+            ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed, min_ratio, evidence
+        )
+    chain = chains(links.successor)
+
+    # Chains that never share a frame and could reach each other are joined by appearance alone.
+    num_chains = int(chain.max()) + 1 if len(chain) else 0
+    usable = ~(too_few_crops | doubtful)[owner]
+    chain_similarity = track_similarity(
+        features[usable],
+        chain[owner][usable],
+        num_chains,
+        config.aggregation,  # type: ignore[arg-type]
+    )
+    chain_shared_frame = any_between(shared_frame, chain, num_chains)
+    cannot_link = chain_shared_frame.copy()
+    if config.motion_gate:
+        unreachable = ~reachable(error, gap, config.motion_slack_heights, config.motion_heights_per_second)
+        cannot_link |= any_between(unreachable, chain, num_chains)
+    np.fill_diagonal(cannot_link, False)
+    chain_doubtful = np.zeros(num_chains, dtype=bool)
+    chain_doubtful[chain[doubtful]] = True  # doubtful tracks are never stitched: chains of their own
+    chain_different = different_person_model(chain_similarity, chain_shared_frame)
+    threshold = config.threshold
+    if threshold is None:
+        candidates = ~cannot_link & np.triu(np.ones_like(cannot_link), k=1)
+        candidates &= ~chain_doubtful[:, None] & ~chain_doubtful[None, :]
+        cut = (
+            decisive_similarity(chain_similarity[candidates], chain_different, config.false_merge_rate)
+            if chain_different is not None
+            else float("inf")
+        )
+        threshold = float(np.clip(1.0 - cut, 0.0, MAX_DISTANCE)) if np.isfinite(cut) else -1.0
+    distance = 1.0 - chain_similarity
+    distance[chain_doubtful, :] = np.nan
+    distance[:, chain_doubtful] = np.nan
+    chain_labels = cluster_tracks(
         distance,
         cannot_link,
-        config.threshold,
+        threshold,
         config.persons,
         criterion=config.criterion,  # type: ignore[arg-type]
         dispersion_weight=config.dispersion_weight,
     )
+    labels = chain_labels[chain]
     mapping = person_ids_by_first_appearance(tracks, track_ids, labels)
+    calibration = {
+        "false_merge_rate": config.false_merge_rate,
+        "handover": model.to_dict(),
+        "clutter_per_square_height": clutter,
+        "stitched_links": len(links.pairs),
+        "different_people": different.to_dict() if different else None,
+        "same_person_across_a_gap": same.to_dict() if same else None,
+        "chains": num_chains,
+        "chains_different_people": chain_different.to_dict() if chain_different else None,
+        "join_similarity": None if threshold < 0 else 1.0 - threshold,
+        "threshold_from": "calibration" if config.threshold is None else "setting",
+    }
     return MergeOutcome(
         tracks,
         track_ids,
@@ -371,9 +442,11 @@ def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Co
         int(np.sum(crop_counts == 0)),
         whitening is not None,
         splits,
-        distance,
-        cannot_link,
+        1.0 - appearance,
+        shared_frame,
         int(too_few_crops.sum()),
+        threshold,
+        calibration,
     )
 
 
@@ -401,7 +474,8 @@ def similarity_report(outcome: MergeOutcome, config: Config) -> dict[str, Any]:
     same = person[rows] == person[cols] if n > 1 else np.zeros(0, dtype=bool)
     return {
         "aggregation": config.aggregation,
-        "threshold_distance": config.threshold,
+        "threshold_distance": outcome.threshold,
+        "calibration": outcome.calibration,
         "all_pairs": describe(values),
         "merged_pairs": describe(values[same]),
         "not_merged_pairs": describe(values[~same]),

@@ -400,7 +400,9 @@ def report_data(
     params = document.get("parameters", {})
     summary = document.get("summary", {})
     video = document.get("video", {})
-    threshold = float(params.get("threshold", 0.65))
+    similarity = document.get("similarity", {})
+    threshold = _number(similarity.get("threshold_distance", params.get("threshold")), -1.0)
+    calibration = similarity.get("calibration") or {}
     if params.get("persons"):
         note = f"not used: --persons {params['persons']} chose the number of persons"
     elif params.get("criterion") == "dbc":
@@ -420,7 +422,8 @@ def report_data(
             f"(fewer than {params.get('min_crops_to_merge', '?')})",
         ),
         ("aggregation", str(params.get("aggregation", ""))),
-        ("threshold", f"{threshold:g} (distance), criterion {params.get('criterion', '')}"),
+        ("threshold", _threshold_fact(threshold, params, calibration)),
+        ("stitched by motion", _stitching_fact(calibration)),
     ]
     if document.get("splits"):
         facts.append(("impure tracks split", str(len(document["splits"]))))
@@ -509,9 +512,44 @@ def write_review(
     return outputs
 
 
+def _number(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _threshold_fact(threshold: float, params: Mapping[str, Any], calibration: Mapping[str, Any]) -> str:
+    """How far appearance alone had to go, and where that came from."""
+    criterion = f"criterion {params.get('criterion', '')}"
+    if threshold < 0:
+        return f"no join by appearance alone was decisive in this video ({criterion})"
+    if calibration.get("threshold_from") != "calibration":
+        return f"{threshold:g} (distance, set by hand), {criterion}"
+    different = calibration.get("chains_different_people") or {}
+    centre, spread = (_number(different.get(key), float("nan")) for key in ("centre", "spread"))
+    return (
+        f"{threshold:.3f} (distance; similarity {1 - threshold:.3f}), learnt from this video: pairs that share a "
+        f"frame score {centre:.2f} ± {spread:.2f} "
+        f"({different.get('pairs', '?')} pairs); estimated wrong joins at most "
+        f"{100 * _number(calibration.get('false_merge_rate'), float('nan')):g}%, {criterion}"
+    )
+
+
+def _stitching_fact(calibration: Mapping[str, Any]) -> str:
+    handover = calibration.get("handover") or {}
+    if not handover:
+        return "not recorded"
+    return (
+        f"{calibration.get('stitched_links', '?')} links; one person's hand-over stays within "
+        f"{_number(handover.get('position_slack_heights'), float('nan')):.2f} + "
+        f"{_number(handover.get('position_heights_per_second'), float('nan')):.2f} x gap (s) box heights "
+        f"(95%, from {handover.get('samples', '?')} cuts of this video's own tracks"
+        f"{'; too few, a default was used' if not handover.get('samples') else ''}), "
+        f"crowding {_number(calibration.get('clutter_per_square_height'), float('nan')):.3f} people per square height"
+    )
+
+
 def _decision(document: Mapping[str, Any]) -> dict[str, Any]:
     params = document.get("parameters", {})
-    keys = ("aggregation", "threshold", "persons", "criterion", "motion_gate", "continuity_bonus")
+    keys = ("aggregation", "threshold", "false_merge_rate", "stitch_max_gap_seconds", "persons", "criterion")
     return {k: params.get(k) for k in keys}
 
 

@@ -54,7 +54,8 @@ class ReportData:
             track was held apart for want of evidence (no crops, likely false positive).
         cannot_link: `(N, N)` pairs that could never be one person (a shared frame, or an
             impossible hand-over).
-        threshold: the clustering's distance threshold; similarity ``1 - threshold``.
+        threshold: the distance at which appearance alone joined chains of stitched tracks
+            (similarity ``1 - threshold``); negative when the video made no such join decisive.
         threshold_note: how the threshold was used (criterion, or ``--persons`` instead).
         num_frames: frames in the video.
         facts: ``(label, value)`` rows of the run's numbers.
@@ -172,10 +173,12 @@ def render_report(data: ReportData) -> str:
         "(same colours as <code>annotated.mp4</code>).</p>"
         f'<img class="chart" alt="timeline" src="{charts["timeline"]}"></section>',
         '<section id="similarity"><h2>Similarity the merge used</h2>'
-        "<p>Track-by-track similarity as the clustering saw it: <code>1 - distance</code>, i.e. "
-        "appearance (crop-by-crop, after per-video whitening) plus the continuity bonus for a "
-        "plausible hand-over. Dark cells: pairs that can never be one person (they share a frame, "
-        "or one could not have walked to where the other starts); light grey: tracks held apart "
+        "<p>Track-by-track appearance similarity (crop by crop, after per-video whitening). "
+        "Fragments were first stitched end to start by motion (see <em>stitched by motion</em> "
+        "above), appearance vetoing; the chains were then joined where appearance alone is "
+        "decisive, at the line below, which this video set: it is where the estimated share of wrong "
+        "joins, judged against how pairs that share a frame (two people) score, meets the target. "
+        "Dark cells: pairs that share a frame; light grey: tracks held apart "
         "(no usable crop, or a short low-confidence track). Lines separate persons.</p>"
         f'<img class="chart" id="heatmap" alt="similarity heatmap" src="{charts["heatmap"]}">'
         f"<p>Pairs that could be joined, same person vs different persons "
@@ -252,7 +255,7 @@ def _person_gallery(data: ReportData, person: int) -> str:
         head.append(f"{len(crops)} crops" if crops else "no usable crop")
         warn = ""
         if np.isfinite(cohesion[i]):
-            low = cohesion[i] < 1.0 - data.threshold
+            low = data.threshold >= 0 and cohesion[i] < 1.0 - data.threshold
             warn = " low" if low else ""
             head.append(f'<span class="cohesion{warn}">similarity to the rest of P{person}: {cohesion[i]:.2f}</span>')
         images = "".join(
@@ -345,7 +348,7 @@ def _heatmap_figure(data: ReportData, order: npt.NDArray[np.int64]) -> Any:
     never = data.cannot_link[np.ix_(order, order)]
     usable = np.isfinite(sim) & ~never & ~np.eye(n, dtype=bool)
     low = float(np.nanmin(sim[usable])) if usable.any() else 0.0
-    norm = Normalize(vmin=min(low, 1.0 - data.threshold), vmax=1.0)
+    norm = Normalize(vmin=min(low, 1.0 - data.threshold) if data.threshold >= 0 else low, vmax=1.0)
     cmap = colormaps["viridis"]
     image = cmap(norm(np.nan_to_num(sim, nan=low)))
     image[never] = (0.2, 0.2, 0.2, 1.0)
@@ -385,14 +388,16 @@ def _histogram_figure(
 ) -> Any:
     fig = _figure(9.0, 3.6)
     ax = fig.add_subplot()
-    values = np.concatenate([same, different, [1.0 - threshold]])
+    values = np.concatenate([same, different, [0.0], [1.0 - threshold] if threshold >= 0 else []])
     bins = np.linspace(min(float(values.min()), 0.0), max(float(values.max()), 1.0), 41)
     # Each group sums to 1: a handful of same-person pairs stays visible beside hundreds of others.
     for group, colour, label in ((different, "#8c8c8c", "different persons"), (same, "#2a9d8f", "same person")):
         if len(group):
             weights = np.full(len(group), 1.0 / len(group))
             ax.hist(group, bins=bins, weights=weights, alpha=0.6, color=colour, label=f"{label} ({_pairs(len(group))})")
-    ax.axvline(1.0 - threshold, color="#d62828", linestyle="--", label=f"threshold {1.0 - threshold:.2f} ({note})")
+    if threshold >= 0:
+        label = f"joins by appearance from {1.0 - threshold:.2f} ({note})"
+        ax.axvline(1.0 - threshold, color="#d62828", linestyle="--", label=label)
     ax.set_xlabel("similarity (1 - distance)")
     ax.set_ylabel("share of the group's pairs")
     ax.legend(fontsize=8, loc="upper left")

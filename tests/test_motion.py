@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reid_merge.motion import continuity, handover, reachable, track_ends
+from reid_merge.motion import handover, reachable, track_ends
 from reid_merge.tracks import TrackSet
 from tests.builders import tracks_from_rows, walking_track
 
@@ -46,15 +46,3 @@ def test_gate_is_symmetric_and_scale_free() -> None:
     g = _gate(small)
     assert (g == g.T).all()
     assert (g == _gate(big)).all()
-
-
-def test_continuity_is_strong_for_a_short_close_gap_and_fades_with_time() -> None:
-    near = walking_track(1, range(1, 21), speed=3.0) + walking_track(2, range(26, 46), speed=3.0)
-    late = walking_track(1, range(1, 21), speed=0.0) + walking_track(2, range(146, 166), speed=0.0)
-    far = walking_track(1, range(1, 21), speed=3.0) + walking_track(2, range(26, 46), x0=300.0, speed=3.0)
-    scores = [
-        continuity(*handover(track_ends(t, t.track_ids), 25.0))[0, 1] for t in map(tracks_from_rows, (near, late, far))
-    ]
-    assert scores[0] > 0.7  # 0.2 s gap, walked on exactly where expected
-    assert scores[1] < 0.01  # 5 s later at the same spot: no evidence either way
-    assert scores[2] == 0.0  # too far for the gap

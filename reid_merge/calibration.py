@@ -1,0 +1,116 @@
+"""Appearance cut-offs learnt from the video itself, so that none depends on the embedder.
+
+A similarity of 0.6 means "same person" for one network and nothing at all for another, and
+even for one network it means different things in a crowd of look-alikes and in a street of
+strangers. But every video labels some pairs for free: tracks that share a frame are two
+different people. Their similarities show, for this video and this model, how high two
+different people score; a join is made only where a similarity is so far above that, and
+there are so many such pairs among the candidates, that the estimated share of wrong joins
+(false discovery rate, with every candidate counted as a possible different pair) stays
+below a target.
+
+Pairs known to be one person are harder to come by: two halves of one track look far more
+alike than two fragments of a person seen before and after an occlusion (on oracle fragments
+the halves' median similarity was 0.6 where true fragment pairs had 0.1, after whitening).
+So the "same" side is estimated from links that motion made without appearance
+(`same_person_model`), and appearance only vetoes a motion link where it is much likelier
+under "different" than under "same".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import norm
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Fewer known pairs than this and a distribution is not estimated: no decision rests on it.
+MIN_PAIRS = 10
+
+
+@dataclass(frozen=True)
+class ScoreModel:
+    """A normal fitted robustly (median, scaled MAD) to the similarities of known pairs."""
+
+    centre: float
+    spread: float
+    pairs: int
+
+    @classmethod
+    def fit(cls, values: FloatArray) -> ScoreModel | None:
+        values = np.asarray(values, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if len(values) < MIN_PAIRS:
+            return None
+        centre = float(np.median(values))
+        spread = 1.4826 * float(np.median(np.abs(values - centre)))
+        return cls(centre, max(spread, 1e-3), len(values))
+
+    def survival(self, similarity: FloatArray) -> FloatArray:
+        """Share of such pairs at or above each similarity."""
+        return norm.sf(similarity, self.centre, self.spread)
+
+    def log_density(self, similarity: FloatArray) -> FloatArray:
+        return norm.logpdf(similarity, self.centre, self.spread)
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"centre": self.centre, "spread": self.spread, "pairs": self.pairs}
+
+
+def different_person_model(similarity: FloatArray, cannot_link: npt.NDArray[np.bool_]) -> ScoreModel | None:
+    """How two different people score in this video: the pairs of tracks that share a frame."""
+    upper = np.triu(cannot_link, k=1)
+    return ScoreModel.fit(similarity[upper])
+
+
+def same_person_model(similarity: FloatArray, pairs: list[tuple[int, int]], floor: float) -> ScoreModel | None:
+    """How one person scores across a gap: the pairs that motion linked, appearance unseen.
+
+    A few of those links are wrong, so the spread is kept at least `floor` (the different
+    model's spread, half of it): the estimate must not claim more certainty than it has.
+    """
+    model = ScoreModel.fit(np.array([similarity[i, j] for i, j in pairs]))
+    if model is None:
+        return None
+    return ScoreModel(model.centre, max(model.spread, floor), model.pairs)
+
+
+def appearance_log_likelihood_ratio(similarity: FloatArray, same: ScoreModel, different: ScoreModel) -> FloatArray:
+    """log P(s | same) / P(s | different); NaN similarities (no crops) give 0: no evidence.
+
+    Above the centre of the same model the ratio is held at least at its value there: a pair
+    that looks more alike than a typical same pair is never evidence against it.
+    """
+    s = np.nan_to_num(similarity, nan=same.centre)
+    ratio = same.log_density(s) - different.log_density(s)
+    at_centre = same.log_density(np.array(same.centre)) - different.log_density(np.array(same.centre))
+    ratio = np.where(s > same.centre, np.maximum(ratio, at_centre), ratio)
+    return np.where(np.isnan(similarity), 0.0, ratio)
+
+
+def decisive_similarity(candidates: FloatArray, different: ScoreModel, false_rate: float) -> float:
+    """The lowest similarity at which joining every candidate pair at or above it keeps the
+    estimated share of wrong joins at most `false_rate` (Benjamini-Hochberg with every
+    candidate counted as possibly different); +inf when no cut does.
+
+    Args:
+        candidates: similarities of the pairs that could be joined (no shared frame, reachable).
+        different: how different people score in this video.
+        false_rate: the target share of wrong joins.
+
+    >>> d = ScoreModel(0.0, 0.1, 50)
+    >>> round(decisive_similarity(np.array([0.9, 0.8, 0.1, 0.0, -0.1]), d, 0.02), 2)
+    0.8
+    >>> decisive_similarity(np.array([0.1, 0.0]), d, 0.02)
+    inf
+    """
+    values = np.sort(np.asarray(candidates, dtype=np.float64)[np.isfinite(candidates)])[::-1]
+    if len(values) == 0:
+        return float("inf")
+    expected_wrong = len(values) * different.survival(values)
+    share = expected_wrong / np.arange(1, len(values) + 1)
+    ok = np.flatnonzero(share <= false_rate)
+    return float(values[ok[-1]]) if len(ok) else float("inf")

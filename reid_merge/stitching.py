@@ -1,0 +1,253 @@
+"""Stitch fragments end to start: the tracker lost somebody, and picked them up again.
+
+A fragment has at most one predecessor and one successor, and over a short gap a person
+continues the motion they had. So the fragments of a video are chained by a one-to-one
+assignment (Hungarian, as tracklet-linking methods do) between track ends and track starts,
+whose cost is how far the start lies from where the end, moved on over the gap, should be.
+Over held-out fragments the true successor is the best motion continuation 94% of the time
+and the most similar-looking candidate 51%: appearance only vetoes here.
+
+The tolerance is learnt from the video's own tracks (`motion_envelope`): every track is cut
+at a few places, a stretch of frames is dropped as a tracker would lose it, and the error of
+the hand-over between the two parts is measured. Those parts are one person by construction,
+so the envelope says how far one person's hand-over strays, in this video, at each gap; no
+constant is tied to the camera, the frame rate or the image size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+from reid_merge.motion import TrackEnds, handover, track_ends
+from reid_merge.tracks import TrackSet
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+#: 95% radius of a standard normal in 1 and 2 dimensions.
+NORMAL_95 = {1: 1.959964, 2: float(np.sqrt(-2.0 * np.log(0.05)))}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A bound that grows with the gap: ``slack + rate * gap_seconds``."""
+
+    slack: float
+    rate: float
+
+    def at(self, gap_seconds: FloatArray) -> FloatArray:
+        return self.slack + self.rate * np.asarray(gap_seconds, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class HandoverModel:
+    """How one person's hand-over strays in this video, as 95% bounds over the gap.
+
+    Attributes:
+        position: the hand-over error (`motion.handover`), in box heights.
+        size: ``|log(start height of the later / end height of the earlier)|``.
+        samples: how many cuts of the video's own tracks it was fitted on (0: the fallback).
+    """
+
+    position: Envelope
+    size: Envelope
+    samples: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "position_slack_heights": self.position.slack,
+            "position_heights_per_second": self.position.rate,
+            "size_slack_log": self.size.slack,
+            "size_log_per_second": self.size.rate,
+            "samples": self.samples,
+        }
+
+
+#: Boxes each part of a cut keeps, so that its end velocity is measured, not guessed.
+MIN_PART = 5
+
+#: Used when a video has too few long tracks to learn from: the motion gate's bound, and a size
+#: change of at most 30% (+ 30% per second).
+FALLBACK_MODEL = HandoverModel(Envelope(0.5, 1.0), Envelope(0.25, 0.25), 0)
+
+
+def handover_model(
+    tracks: TrackSet,
+    fps: float,
+    max_gap_seconds: float,
+    quantile: float = 0.95,
+    cuts_per_track: int = 8,
+    min_samples: int = 20,
+) -> HandoverModel:
+    """Fit the bounds on cuts of the video's own tracks (a share `quantile` of cuts inside them).
+
+    Each track long enough is cut `cuts_per_track` times at evenly spaced places, each time with
+    a different gap (spread up to `max_gap_seconds` or what the track allows); both parts keep
+    at least `MIN_PART` boxes. Each
+    bound is the line through the `quantile` of the cuts in the shorter and the longer half of
+    the gaps. With fewer than `min_samples` cuts the video says too little: `FALLBACK_MODEL`.
+    """
+    max_gap = max(int(round(max_gap_seconds * fps)), 1)
+    parts: list[TrackSet] = []
+    for index, track_id in enumerate(tracks.track_ids):
+        rows = np.flatnonzero(tracks.track_id == track_id)
+        rows = rows[np.argsort(tracks.frame[rows], kind="stable")]
+        span = int(tracks.frame[rows[-1]] - tracks.frame[rows[0]]) if len(rows) else 0
+        longest = min(max_gap, span - 2 * MIN_PART)  # both parts keep MIN_PART frames or more
+        if len(rows) < 2 * MIN_PART or longest < 1:
+            continue
+        for cut in range(cuts_per_track):
+            gap = 1 + (index * cuts_per_track + cut) * 7919 % longest  # spread, deterministic
+            start = tracks.frame[rows[0]] + MIN_PART + (span - 2 * MIN_PART - gap) * cut // max(cuts_per_track - 1, 1)
+            before = rows[tracks.frame[rows] < start]
+            after = rows[tracks.frame[rows] >= start + gap]
+            if len(before) < MIN_PART or len(after) < MIN_PART:
+                continue
+            label = np.repeat([2 * len(parts), 2 * len(parts) + 1], [len(before), len(after)])
+            piece = tracks[np.concatenate([before, after])]
+            parts.append(TrackSet.from_arrays(piece.frame, label, piece.xyxy, piece.score))
+    if len(parts) < min_samples:
+        return FALLBACK_MODEL
+    joined = TrackSet.from_arrays(
+        *(np.concatenate([getattr(p, name) for p in parts]) for name in ("frame", "track_id", "xyxy", "score"))
+    )
+    ends = track_ends(joined, joined.track_ids)
+    earlier, later = np.arange(0, 2 * len(parts), 2), np.arange(1, 2 * len(parts), 2)
+    errors = np.array([handover(ends.subset([a, b]), fps)[0][0, 1] for a, b in zip(earlier, later)])
+    size = np.abs(np.log(ends.start_height[later] / ends.end_height[earlier]))
+    seconds = (ends.first_frame[later] - ends.last_frame[earlier]) / fps
+    return HandoverModel(_quantile_line(errors, seconds, quantile), _quantile_line(size, seconds, quantile), len(parts))
+
+
+def _quantile_line(values: FloatArray, seconds: FloatArray, quantile: float) -> Envelope:
+    """The line through the `quantile` of `values` for the shorter and for the longer half of the gaps."""
+    shorter = seconds <= np.median(seconds)
+    if shorter.all() or (~shorter).sum() < 5:
+        return Envelope(float(np.quantile(values, quantile)), 0.0)
+    x = np.array([np.median(seconds[shorter]), np.median(seconds[~shorter])])
+    y = np.array([np.quantile(values[shorter], quantile), np.quantile(values[~shorter], quantile)])
+    rate = max(float((y[1] - y[0]) / max(x[1] - x[0], 1e-9)), 0.0)
+    return Envelope(max(float(y[0] - rate * x[0]), 0.01), rate)
+
+
+def clutter_density(tracks: TrackSet, radius: float = 2.0, size_band: float = 0.5) -> float:
+    """How crowded the video is where people are: other people per square box height per unit
+    of log size, counted within `radius` box heights and `size_band` log size of each person in
+    the same frame. It is the density of the alternative a link is tested against: somebody
+    else who happens to start where the lost person should be.
+    """
+    if len(tracks) == 0:
+        return 0.0
+    centre = (tracks.xyxy[:, :2] + tracks.xyxy[:, 2:]) / 2.0
+    height = np.maximum(tracks.xyxy[:, 3] - tracks.xyxy[:, 1], 1.0)
+    order = np.argsort(tracks.frame, kind="stable")
+    near = 0
+    for rows in np.split(order, np.flatnonzero(np.diff(tracks.frame[order])) + 1):
+        distance = np.linalg.norm(centre[rows, None] - centre[None, rows], axis=2)
+        distance /= (height[rows, None] + height[None, rows]) / 2.0
+        size = np.abs(np.log(height[rows, None] / height[None, rows]))
+        near += int(np.sum((distance <= radius) & (size <= size_band))) - len(rows)
+    return near / len(tracks) / (np.pi * radius**2 * 2.0 * size_band)
+
+
+@dataclass(frozen=True)
+class Links:
+    """Stitched pairs: `successor[i]` is the index of the track that continues track i, or -1,
+    and `log_ratio[i]` the evidence for that link (NaN without one)."""
+
+    successor: IntArray
+    log_ratio: FloatArray
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        return [(int(i), int(j)) for i, j in enumerate(self.successor) if j >= 0]
+
+
+def stitch(
+    ends: TrackEnds,
+    error: FloatArray,
+    gap_seconds: FloatArray,
+    model: HandoverModel,
+    clutter: float,
+    max_gap_seconds: float,
+    allowed: npt.NDArray[np.bool_],
+    min_likelihood_ratio: float,
+    appearance: FloatArray | None = None,
+) -> Links:
+    """One-to-one end-to-start links that motion makes far likelier than chance.
+
+    A link's evidence is the likelihood ratio of its hand-over (position error and size change)
+    under "one person", normals whose 95% radii are the video's bounds, against "somebody else
+    who happens to be there", the video's clutter density. A long gap is a loose prediction, so
+    it needs a closer landing than a short one. Links within both bounds and with a ratio of at
+    least `min_likelihood_ratio` are assigned one to one, the most likely first (Hungarian).
+
+    Args:
+        ends: where each track starts and ends.
+        error, gap_seconds: `(N, N)` from `motion.handover`.
+        model: the video's hand-over bounds.
+        clutter: `clutter_density` of the video.
+        max_gap_seconds: longest gap stitched; beyond it motion says too little.
+        allowed: `(N, N)` False where a link is ruled out (shared frames, an appearance veto,
+            a track that stays alone).
+        min_likelihood_ratio: how much likelier than chance a link must be.
+        appearance: `(N, N)` log likelihood ratio of appearance, same person against different,
+            added to the motion's (the two are independent evidence), or None.
+
+    Returns:
+        Each track's successor (or -1), and the log likelihood ratio of each link.
+    """
+    n = len(ends.first_frame)
+    successor = -np.ones(n, dtype=np.int64)
+    log_ratio = np.full(n, np.nan)
+    evidence = handover_log_likelihood_ratio(ends, error, gap_seconds, model, clutter)
+    if appearance is not None:
+        evidence = evidence + appearance
+    follows = ends.first_frame[None, :] > ends.last_frame[:, None]  # [i, j]: j starts after i ends
+    candidate = follows & allowed & (gap_seconds <= max_gap_seconds) & (evidence >= np.log(min_likelihood_ratio))
+    if not candidate.any():
+        return Links(successor, log_ratio)
+    rows = np.flatnonzero(candidate.any(axis=1))
+    cols = np.flatnonzero(candidate.any(axis=0))
+    cost = np.where(candidate[np.ix_(rows, cols)], -evidence[np.ix_(rows, cols)], 1e6)
+    for i, j in zip(*(index[k] for index, k in zip((rows, cols), linear_sum_assignment(cost)))):
+        if candidate[i, j]:
+            successor[i], log_ratio[i] = j, evidence[i, j]
+    return Links(successor, log_ratio)
+
+
+def handover_log_likelihood_ratio(
+    ends: TrackEnds, error: FloatArray, gap_seconds: FloatArray, model: HandoverModel, clutter: float
+) -> FloatArray:
+    """`(N, N)` log likelihood ratio, one person against clutter, of row i continuing as column j;
+    -inf outside the bounds."""
+    position_bound = model.position.at(gap_seconds)
+    size_bound = model.size.at(gap_seconds)
+    size = np.log(ends.start_height[None, :] / ends.end_height[:, None])
+    sigma, size_sigma = position_bound / NORMAL_95[2], size_bound / NORMAL_95[1]
+    log_same = -0.5 * (error / sigma) ** 2 - np.log(2.0 * np.pi * sigma**2)
+    log_same += -0.5 * (size / size_sigma) ** 2 - np.log(np.sqrt(2.0 * np.pi) * size_sigma)
+    inside = (error <= position_bound) & (np.abs(size) <= size_bound)
+    return np.where(inside, log_same - np.log(max(clutter, 1e-9)), -np.inf)
+
+
+def chains(successor: IntArray) -> IntArray:
+    """`(N,)` chain label of each track (chains numbered by their first track's index).
+
+    >>> chains(np.array([2, -1, -1, 1])).tolist()
+    [0, 1, 0, 1]
+    """
+    n = len(successor)
+    has_predecessor = np.zeros(n, dtype=bool)
+    has_predecessor[successor[successor >= 0]] = True
+    label = -np.ones(n, dtype=np.int64)
+    for head in np.flatnonzero(~has_predecessor):
+        k = head
+        while k >= 0:
+            label[k] = head
+            k = successor[k]
+    _, dense = np.unique(label, return_inverse=True)
+    return dense.astype(np.int64)

@@ -1,0 +1,80 @@
+"""Stitching fragments end to start: bounds learnt from the video, one successor per fragment."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reid_merge.motion import handover, track_ends
+from reid_merge.stitching import FALLBACK_MODEL, chains, clutter_density, handover_model, stitch
+from reid_merge.tracks import TrackSet, cooccurrence
+from tests.builders import tracks_from_rows, walking_track
+
+
+def _walkers(jitter: float, seed: int = 0, lane: float = 150.0) -> TrackSet:
+    """Eight people walking in lanes `lane` px apart, 100 frames each, boxes jittered by `jitter` px."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for person in range(8):
+        for f, t, x1, y1, x2, y2 in walking_track(person + 1, range(1, 101), x0=10.0 * person, speed=1.5):
+            dx, dy = rng.normal(0.0, jitter, 2)
+            rows.append((f, t, x1 + dx, y1 + lane * person + dy, x2 + dx, y2 + lane * person + dy))
+    return tracks_from_rows(rows)
+
+
+def test_the_bounds_are_learnt_from_the_video_not_fixed() -> None:
+    steady, shaky = handover_model(_walkers(0.5), 25.0, 3.0), handover_model(_walkers(6.0), 25.0, 3.0)
+    assert steady.samples >= 20 and shaky.samples >= 20
+    assert steady.position.slack < shaky.position.slack
+    assert steady.position.at(1.0) < FALLBACK_MODEL.position.at(1.0)
+
+
+def test_too_few_long_tracks_fall_back_to_the_default_bounds() -> None:
+    short = tracks_from_rows(walking_track(1, range(1, 8)) + walking_track(2, range(20, 26)))
+    assert handover_model(short, 25.0, 3.0) == FALLBACK_MODEL
+
+
+def _lost_and_found(second_start: dict[int, tuple[float, float]]) -> TrackSet:
+    """Two people walking right in lanes 150 px apart, both lost in frames 41-50; `second_start`
+    gives, per person, the (x shift, scale) of the box where the later fragment starts."""
+    rows = []
+    for person, (shift, scale) in second_start.items():
+        y = 100.0 + 150.0 * person
+        for f in range(1, 41):
+            rows.append((f, 2 * person + 1, 2.0 * f, y, 2.0 * f + 40.0, y + 120.0))
+        for f in range(51, 91):
+            x = 2.0 * f + shift
+            rows.append((f, 2 * person + 2, x, y, x + 40.0 * scale, y + 120.0 * scale))
+    return tracks_from_rows(rows)
+
+
+def _stitched(tracks: TrackSet, ratio: float = 49.0) -> list[tuple[int, int]]:
+    ids = tracks.track_ids
+    ends = track_ends(tracks, ids)
+    error, gap = handover(ends, 25.0)
+    model = handover_model(_walkers(1.0), 25.0, 3.0)  # a steady camera, as learnt elsewhere
+    links = stitch(ends, error, gap, model, clutter_density(tracks), 3.0, ~cooccurrence(tracks, ids), ratio)
+    return [(int(ids[i]), int(ids[j])) for i, j in links.pairs]
+
+
+def test_each_fragment_is_continued_by_its_own_person_one_to_one() -> None:
+    assert _stitched(_lost_and_found({0: (0.0, 1.0), 1: (0.0, 1.0)})) == [(1, 2), (3, 4)]
+
+
+def test_a_start_off_the_walk_or_of_another_size_is_not_a_continuation() -> None:
+    # Person 0 reappears 3 box heights ahead of where the walk leads; person 1 twice as tall.
+    assert _stitched(_lost_and_found({0: (360.0, 1.0), 1: (0.0, 2.0)})) == []
+
+
+def test_a_higher_ratio_needs_stronger_evidence() -> None:
+    tracks = _lost_and_found({0: (0.0, 1.0), 1: (0.0, 1.0)})
+    assert _stitched(tracks, 49.0) == [(1, 2), (3, 4)]
+    assert _stitched(tracks, 1e12) == []
+
+
+def test_clutter_grows_with_the_crowd() -> None:
+    alone, apart, crowd = (clutter_density(_walkers(0.0, lane=lane)) for lane in (1000.0, 150.0, 40.0))
+    assert alone == 0.0 < apart < crowd
+
+
+def test_chains_follow_successors() -> None:
+    assert chains(np.array([3, -1, 1, -1])).tolist() == [0, 1, 1, 0]

@@ -36,18 +36,19 @@ from reid_merge.tracks import TrackSet, cooccurrence
 from reid_merge.video import probe_video
 
 ROOT = Path(__file__).resolve().parents[1]
-# Settings that shape the tracks, crops and features a merge starts from (the cache key).
+# Settings that shape the tracks and crops a merge starts from (the cache key), and the features.
 SHAPING = (
     "detector",
     "tracker",
     "detection_confidence",
     "image_size",
-    "reid_model",
-    "reid_weights",
     "crops_per_track",
     "min_crop_height",
     "crop_max_covered",
 )
+EMBEDDING = ("reid_model", "reid_weights")
+#: The re-identification model of record for measuring, when ../shared/weights is there.
+SHARED_OSNET = ROOT.parent / "shared" / "weights" / "osnet_x0_25_msmt17.pth"
 # Code that shapes them: a change to any of these files invalidates the cache too.
 SHAPING_CODE = ("tracking.py", "crops.py", "embedding.py", "oracle.py")
 
@@ -77,21 +78,26 @@ def cached(path: Path, compute: Callable[[], Any]) -> Any:
 
 
 def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, object, np.ndarray, dict]:
-    """Raw tracks, crops and crop features for one sequence, cached by the settings that shape them."""
+    """Raw tracks, crops and crop features for one sequence, each cached by the settings that shape it
+    (tracking once for every embedder)."""
     shaping = {k: v for k, v in config.to_dict().items() if k in SHAPING}
     tracker_yaml = Path(check_tracker_config(config.tracker)).read_text()
     key = cache_key(str(sequence), shaping, tracker_yaml)
-    return cached(cache / f"{sequence.name}-{key}.pkl", lambda: _track_and_embed(sequence, config))
+    raw, crops, meta = cached(cache / f"{sequence.name}-{key}.pkl", lambda: _track(sequence, config))
+    embedding = {k: config.to_dict()[k] for k in EMBEDDING}
+    features = cached(
+        cache / f"{sequence.name}-{key}-{cache_key(embedding)}.features.pkl", lambda: _embed(crops.crops, config)
+    )
+    return raw, crops, features, meta
 
 
-def _track_and_embed(sequence: Path, config: Config) -> tuple[TrackSet, object, np.ndarray, dict]:
-    from reid_merge.embedding import load_embedder, resolve_device
+def _track(sequence: Path, config: Config) -> tuple[TrackSet, object, dict]:
+    from reid_merge.embedding import resolve_device
     from reid_merge.tracking import load_detector
 
     info = probe_video(sequence)
     device = resolve_device(config.device)
     detector, detector_info = load_detector(config.detector)
-    embedder, reid_info = load_embedder(config.reid_model, config.reid_weights, str(device), config.embed_batch_size)
     start = time.perf_counter()
     raw, crops, _ = track_and_sample(
         info,
@@ -103,31 +109,32 @@ def _track_and_embed(sequence: Path, config: Config) -> tuple[TrackSet, object, 
         Reporter(),
         _Stopwatch(),
     )
-    features = embedder(crops.crops) if len(crops) else np.zeros((0, 1), np.float32)
-    meta = {"seconds": time.perf_counter() - start, "detector": detector_info.name, "reid": reid_info.name}
-    return raw, crops, features, meta
+    return raw, crops, {"seconds": time.perf_counter() - start, "detector": detector_info.name}
+
+
+def _embed(crops: list[np.ndarray], config: Config) -> np.ndarray:
+    from reid_merge.embedding import load_embedder, resolve_device
+
+    device = str(resolve_device(config.device))
+    embedder, _ = load_embedder(config.reid_model, config.reid_weights, device, config.embed_batch_size)
+    return embedder(crops) if len(crops) else np.zeros((0, 1), np.float32)
 
 
 def oracle_features(
     sequence: Path, seed: int, config: Config, cache: Path
 ) -> tuple[TrackSet, dict, object, np.ndarray]:
     """Oracle fragments of one sequence, their crops and features, cached per seed and settings."""
-    oracle_shaping = ("crops_per_track", "min_crop_height", "crop_max_covered", "reid_model", "reid_weights")
+    oracle_shaping = ("crops_per_track", "min_crop_height", "crop_max_covered", *EMBEDDING)
     shaping = {k: config.to_dict()[k] for k in oracle_shaping}
     key = cache_key(str(sequence), seed, shaping)
     return cached(cache / f"oracle-{sequence.name}-{key}.pkl", lambda: _cut_and_embed(sequence, seed, config))
 
 
 def _cut_and_embed(sequence: Path, seed: int, config: Config) -> tuple[TrackSet, dict, object, np.ndarray]:
-    from reid_merge.embedding import load_embedder, resolve_device
-
     gt = read_ground_truth(sequence / "gt" / "gt.txt")
     fragments, identity = cut_into_fragments(gt, seed)
     crops, _ = sample_crops(probe_video(sequence), fragments, config, Reporter())
-    embedder, _ = load_embedder(
-        config.reid_model, config.reid_weights, str(resolve_device(config.device)), config.embed_batch_size
-    )
-    return fragments, identity, crops, embedder(crops.crops)
+    return fragments, identity, crops, _embed(crops.crops, config)
 
 
 def best_possible_labels(raw: TrackSet, gt: TrackSet, iou_threshold: float = 0.5) -> np.ndarray:
@@ -227,7 +234,7 @@ def oracle_table(sequences: list[Path], args: argparse.Namespace, base: Config) 
             rows.append(
                 {
                     "sequence": sequence.name,
-                    "scheme": name,
+                    "scheme": name + (" (defaults)" if config == base and name != "defaults" else ""),
                     "precision": float(np.mean([s.precision for s in scores])),
                     "min precision": float(np.min([s.precision for s in scores])),
                     "recall": float(np.mean([s.recall for s in scores])),
@@ -260,11 +267,17 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
             rows.append({"input": label, **raw_scores})
             upper = best_possible_labels(raw, gt)
             mapping = {int(t): int(label_) + 1 for t, label_ in zip(raw.track_ids, upper)}
-            rows.append({"input": label, **score_row("best possible merge", raw.relabel(mapping), gt)})
+            best = score_row("best possible merge", raw.relabel(mapping), gt)
+            rows.append({"input": label, **best})
             for name, config in schemes(args, base):
                 raw, crops, features, _ = tracked(source, config, args.cache)
                 outcome = decide_merge(raw, crops, features, config, fps)
-                rows.append({"input": label, **score_row(name, outcome.tracks.relabel(outcome.mapping), gt)})
+                row = score_row(name, outcome.tracks.relabel(outcome.mapping), gt)
+                possible = best["IDF1"] - raw_scores["IDF1"]
+                row["share of possible IDF1 gain"] = (
+                    (row["IDF1"] - raw_scores["IDF1"]) / possible if possible > 0 else 1.0
+                )
+                rows.append({"input": label, **row})
     return rows
 
 
@@ -285,8 +298,42 @@ def summary_table(oracle: list[dict], end_to_end: list[dict]) -> list[dict]:
             gains = [r["IDF1"] - raw[r["input"]]["IDF1"] for r in e]
             row["IDF1 gain (mean)"] = float(np.mean(gains))
             row["IDF1 gain (worst)"] = float(np.min(gains))
+            row["HOTA change (worst)"] = float(np.min([r["HOTA"] - raw[r["input"]]["HOTA"] for r in e]))
             row["MOTA change (worst)"] = float(np.min([r["MOTA"] - raw[r["input"]]["MOTA"] for r in e]))
+            row["share of possible IDF1 gain (mean)"] = float(np.mean([r["share of possible IDF1 gain"] for r in e]))
         rows.append(row)
+    return rows
+
+
+def leave_one_out_table(oracle: list[dict], min_precision: float = 0.95) -> list[dict]:
+    """Each sequence scored under the scheme chosen on the others: the best mean F1 among the
+    schemes whose mean precision is at least `min_precision` on every other sequence (the most
+    precise scheme where none is), next to the defaults' score."""
+    rows = []
+    sequences = list(dict.fromkeys(r["sequence"] for r in oracle))
+    names = list(dict.fromkeys(r["scheme"] for r in oracle))
+    defaults = next((name for name in names if "defaults" in name), None)
+    score = {(r["sequence"], r["scheme"]): r for r in oracle}
+    for held_out in sequences:
+        others = [s for s in sequences if s != held_out]
+
+        def rank(name: str, others: list[str] = others) -> tuple[bool, float]:
+            precision = [score[s, name]["precision"] for s in others]
+            precise = min(precision) >= min_precision
+            return precise, float(np.mean([score[s, name]["F1"] for s in others] if precise else precision))
+
+        chosen = max(names, key=rank)
+        row = score[held_out, chosen]
+        rows.append(
+            {
+                "sequence": held_out,
+                "chosen on the others": chosen,
+                "precision": row["precision"],
+                "min precision": row["min precision"],
+                "F1": row["F1"],
+                **{f"defaults {k}": score[held_out, defaults][k] for k in ("precision", "F1") if defaults},
+            }
+        )
     return rows
 
 
@@ -310,14 +357,37 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="change a default for every scheme, the raw tracker's row included (repeatable)",
     )
+    parser.add_argument(
+        "--embedder",
+        action="append",
+        default=[],
+        metavar="MODEL[=WEIGHTS]",
+        help="a re-identification model to measure with (repeatable); default: the defaults' model "
+        f"and, when {SHARED_OSNET} exists, osnet_x0_25 from it",
+    )
     parser.add_argument("--summary-only", action="store_true", help="print only the summary table")
     args = parser.parse_args(argv)
-    base = base_config(args)
     sequences = sorted(p for p in args.data.iterdir() if (p / "gt" / "gt.txt").is_file())
-    oracle = oracle_table(sequences, args, base) if args.protocol in ("oracle", "both") else []
-    end_to_end = end_to_end_table(sequences, args, base) if args.protocol in ("end-to-end", "both") else []
+    specs = args.embedder or [Config().reid_model] + ([f"osnet_x0_25={SHARED_OSNET}"] if SHARED_OSNET.is_file() else [])
+    oracle: list[dict] = []
+    end_to_end: list[dict] = []
+    summary: list[dict] = []
+    leave_one_out: list[dict] = []
+    for spec in specs:
+        model, _, weights = spec.partition("=")
+        base = dataclasses.replace(base_config(args), reid_model=model, reid_weights=weights or None)
+        tag = {"embedder": Path(weights).stem if weights else model}
+        o = oracle_table(sequences, args, base) if args.protocol in ("oracle", "both") else []
+        e = end_to_end_table(sequences, args, base) if args.protocol in ("end-to-end", "both") else []
+        oracle += [{**tag, **r} for r in o]
+        end_to_end += [{**tag, **r} for r in e]
+        summary += [{**tag, **r} for r in summary_table(o, e)]
+        leave_one_out += [{**tag, **r} for r in leave_one_out_table(o)] if len(sequences) > 1 and o else []
     print("## Summary\n")
-    print_table(summary_table(oracle, end_to_end))
+    print_table(summary)
+    if leave_one_out:
+        print("\n## Leave one sequence out (oracle fragments: each sequence under the scheme chosen on the others)\n")
+        print_table(leave_one_out)
     if args.summary_only:
         return 0
     if oracle:

@@ -189,7 +189,12 @@ ConfigOpt = typer.Option(None, "--config", help="YAML file of settings (see conf
 OutputOpt = typer.Option(None, "-o", "--output", help="Output folder [default: runs/<video name>].")
 DeviceOpt = typer.Option(None, "--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")
 CropsOpt = typer.Option(None, "--crops", help="Crops sampled per track [default: 16].")
-ThresholdOpt = typer.Option(None, "--threshold", help="Merge while average distance (1 - similarity) <= this, 0..2.")
+ThresholdOpt = typer.Option(
+    None,
+    "--threshold",
+    help="Join stitched fragments by appearance while their average distance (1 - similarity) <= this, 0..2. "
+    "Default: learnt from the video (false_merge_rate).",
+)
 PersonsOpt = typer.Option(None, "--persons", help="Stop at this many persons when you know how many there are.")
 AggregationOpt = typer.Option(
     None, "--aggregation", help="Crop-block aggregation: mean, median, max, min, trimmed_mean or centroid."

@@ -88,6 +88,12 @@ def test_run_on_a_fragmenting_clip_joins_fragments_and_raises_idf1(tmp_path: Pat
     raw, merged = doc["evaluation"]["raw"], doc["evaluation"]["merged"]
     assert merged["idf1"] > raw["idf1"]
     assert merged["mota"] >= raw["mota"] - 0.005
+    # What the video taught the merge is recorded and shown.
+    calibration = doc["similarity"]["calibration"]
+    assert calibration["handover"]["samples"] >= 20 and calibration["stitched_links"] >= 1
+    assert calibration["different_people"]["pairs"] >= 10
+    page = (out / "report.html").read_text()
+    assert "stitched by motion" in page and f"{calibration['stitched_links']} links" in page
 
 
 @pytest.mark.slow

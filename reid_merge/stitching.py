@@ -1,17 +1,19 @@
 """Stitch fragments end to start: the tracker lost somebody, and picked them up again.
 
 A fragment has at most one predecessor and one successor, and over a short gap a person
-continues the motion they had. So the fragments of a video are chained by a one-to-one
-assignment (Hungarian, as tracklet-linking methods do) between track ends and track starts,
-whose cost is how far the start lies from where the end, moved on over the gap, should be.
-Over held-out fragments the true successor is the best motion continuation 94% of the time
-and the most similar-looking candidate 51%: appearance only vetoes here.
+carries on as they were going. So the fragments of a video are chained by a one-to-one
+assignment (Hungarian, as tracklet-linking methods do) between track ends and track starts.
+A link's evidence is a likelihood ratio: how well the start matches the end moved on over
+the gap (position, in box heights, and size), under "one person" against "somebody else who
+happens to be there". On held-out fragments the true successor was the best motion
+continuation 94% of the time and the most similar-looking candidate 51%, so motion leads and
+appearance is added as evidence of its own (`calibration`).
 
-The tolerance is learnt from the video's own tracks (`motion_envelope`): every track is cut
-at a few places, a stretch of frames is dropped as a tracker would lose it, and the error of
-the hand-over between the two parts is measured. Those parts are one person by construction,
-so the envelope says how far one person's hand-over strays, in this video, at each gap; no
-constant is tied to the camera, the frame rate or the image size.
+Nothing here is a fixed tolerance. How far one person's hand-over strays is learnt from the
+video's own tracks (`handover_model`): each is cut at a few places and a stretch of frames
+dropped, as a tracker would lose it; the two parts are one person by construction. How likely
+somebody else is to be there is the video's own crowding (`clutter_density`). So the same
+code serves a steady camera and a moving one, a sparse street and a crowded entrance.
 """
 
 from __future__ import annotations

@@ -284,7 +284,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
         gt = read_ground_truth(sequence / "gt" / "gt.txt")
         video = sequence / f"{sequence.name}.mp4"
         for source, label in ((video, video.name), (sequence, f"{sequence.name}/img1")):
-            if not source.exists():
+            if not source.exists() or (source == sequence and not args.img1):
                 continue
             raw, *_ = tracked(source, base, args.cache)
             fps = probe_video(source).fps
@@ -389,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MODEL[=WEIGHTS]",
         help="a re-identification model to measure with (repeatable); default: the defaults' model "
         f"and, when {SHARED_OSNET} exists, osnet_x0_25 from it",
+    )
+    parser.add_argument(
+        "--no-img1", dest="img1", action="store_false", help="end to end from the mp4 only, not also from img1/"
     )
     parser.add_argument("--summary-only", action="store_true", help="print only the summary table")
     args = parser.parse_args(argv)

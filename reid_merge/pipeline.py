@@ -363,7 +363,7 @@ def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Co
     ends = track_ends(tracks, track_ids)
     error, gap = handover(ends, fps)
     model = handover_model(tracks, fps, config.stitch_max_gap_seconds)
-    clutter = clutter_density(tracks)
+    clutter = clutter_density(tracks, track_ids)
     different = different_person_model(appearance, shared_frame)
     allowed = ~shared_frame & ~doubtful[:, None] & ~doubtful[None, :]
     min_ratio = (1.0 - config.false_merge_rate) / config.false_merge_rate
@@ -376,9 +376,7 @@ def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Co
         links = stitch(ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed, min_ratio)
     if same is not None and different is not None and same.centre > different.centre:
         evidence = appearance_log_likelihood_ratio(appearance, same, different)
-        links = stitch(
-            ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed, min_ratio, evidence
-        )
+        links = stitch(ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed, min_ratio, evidence)
     chain = chains(links.successor)
 
     # Chains that never share a frame and could reach each other are joined by appearance alone.
@@ -425,7 +423,10 @@ def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Co
     calibration = {
         "false_merge_rate": config.false_merge_rate,
         "handover": model.to_dict(),
-        "clutter_per_square_height": clutter,
+        "clutter_per_square_height": {
+            "median": float(np.median(clutter)) if len(clutter) else 0.0,
+            "max": float(clutter.max()) if len(clutter) else 0.0,
+        },
         "stitched_links": len(links.pairs),
         "different_people": different.to_dict() if different else None,
         "same_person_across_a_gap": same.to_dict() if same else None,

@@ -543,7 +543,8 @@ def _stitching_fact(calibration: Mapping[str, Any]) -> str:
         f"{_number(handover.get('position_heights_per_second'), float('nan')):.2f} x gap (s) box heights "
         f"(95%, from {handover.get('samples', '?')} cuts of this video's own tracks"
         f"{'; too few, a default was used' if not handover.get('samples') else ''}), "
-        f"crowding {_number(calibration.get('clutter_per_square_height'), float('nan')):.3f} people per square height"
+        f"crowding {_number((calibration.get('clutter_per_square_height') or {}).get('median'), float('nan')):.3f} "
+        "people per square height (median where tracks end)"
     )
 
 

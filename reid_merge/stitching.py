@@ -135,24 +135,34 @@ def _quantile_line(values: FloatArray, seconds: FloatArray, quantile: float) -> 
     return Envelope(max(float(y[0] - rate * x[0]), 0.01), rate)
 
 
-def clutter_density(tracks: TrackSet, radius: float = 2.0, size_band: float = 0.5) -> float:
-    """How crowded the video is where people are: other people per square box height per unit
-    of log size, counted within `radius` box heights and `size_band` log size of each person in
-    the same frame. It is the density of the alternative a link is tested against: somebody
-    else who happens to start where the lost person should be.
+def clutter_density(
+    tracks: TrackSet, track_ids: IntArray, radius: float = 2.0, size_band: float = 0.5, window: int = 10
+) -> FloatArray:
+    """How crowded it is where each track ends: other people per square box height per unit of
+    log size, within `radius` box heights and `size_band` log size of its last `window` boxes,
+    and never less than the video's average around a person. It is the density of the
+    alternative a link is tested against: somebody else who happens to be where the lost
+    person should be, likelier in a group than on an empty pavement.
     """
     if len(tracks) == 0:
-        return 0.0
+        return np.zeros(len(track_ids))
     centre = (tracks.xyxy[:, :2] + tracks.xyxy[:, 2:]) / 2.0
     height = np.maximum(tracks.xyxy[:, 3] - tracks.xyxy[:, 1], 1.0)
     order = np.argsort(tracks.frame, kind="stable")
-    near = 0
+    near = np.zeros(len(tracks))
     for rows in np.split(order, np.flatnonzero(np.diff(tracks.frame[order])) + 1):
         distance = np.linalg.norm(centre[rows, None] - centre[None, rows], axis=2)
         distance /= (height[rows, None] + height[None, rows]) / 2.0
         size = np.abs(np.log(height[rows, None] / height[None, rows]))
-        near += int(np.sum((distance <= radius) & (size <= size_band))) - len(rows)
-    return near / len(tracks) / (np.pi * radius**2 * 2.0 * size_band)
+        near[rows] = np.sum((distance <= radius) & (size <= size_band), axis=1) - 1
+    local = np.zeros(len(track_ids))
+    by_track = np.lexsort((tracks.frame, tracks.track_id))
+    bounds = np.searchsorted(tracks.track_id[by_track], track_ids, side="right")
+    for k, hi in enumerate(bounds):
+        rows = by_track[max(hi - window, 0) : hi]
+        rows = rows[tracks.track_id[rows] == track_ids[k]]
+        local[k] = near[rows].mean() if len(rows) else 0.0
+    return np.maximum(local, near.mean()) / (np.pi * radius**2 * 2.0 * size_band)
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,7 @@ def stitch(
     error: FloatArray,
     gap_seconds: FloatArray,
     model: HandoverModel,
-    clutter: float,
+    clutter: FloatArray,
     max_gap_seconds: float,
     allowed: npt.NDArray[np.bool_],
     min_likelihood_ratio: float,
@@ -191,7 +201,7 @@ def stitch(
         ends: where each track starts and ends.
         error, gap_seconds: `(N, N)` from `motion.handover`.
         model: the video's hand-over bounds.
-        clutter: `clutter_density` of the video.
+        clutter: `(N,)` `clutter_density` where each track ends.
         max_gap_seconds: longest gap stitched; beyond it motion says too little.
         allowed: `(N, N)` False where a link is ruled out (shared frames, an appearance veto,
             a track that stays alone).
@@ -222,7 +232,7 @@ def stitch(
 
 
 def handover_log_likelihood_ratio(
-    ends: TrackEnds, error: FloatArray, gap_seconds: FloatArray, model: HandoverModel, clutter: float
+    ends: TrackEnds, error: FloatArray, gap_seconds: FloatArray, model: HandoverModel, clutter: FloatArray
 ) -> FloatArray:
     """`(N, N)` log likelihood ratio, one person against clutter, of row i continuing as column j;
     -inf outside the bounds."""
@@ -233,7 +243,7 @@ def handover_log_likelihood_ratio(
     log_same = -0.5 * (error / sigma) ** 2 - np.log(2.0 * np.pi * sigma**2)
     log_same += -0.5 * (size / size_sigma) ** 2 - np.log(np.sqrt(2.0 * np.pi) * size_sigma)
     inside = (error <= position_bound) & (np.abs(size) <= size_bound)
-    return np.where(inside, log_same - np.log(max(clutter, 1e-9)), -np.inf)
+    return np.where(inside, log_same - np.log(np.maximum(clutter, 1e-9))[:, None], -np.inf)
 
 
 def chains(successor: IntArray) -> IntArray:

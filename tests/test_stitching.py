@@ -52,7 +52,7 @@ def _stitched(tracks: TrackSet, ratio: float = 49.0) -> list[tuple[int, int]]:
     ends = track_ends(tracks, ids)
     error, gap = handover(ends, 25.0)
     model = handover_model(_walkers(1.0), 25.0, 3.0)  # a steady camera, as learnt elsewhere
-    links = stitch(ends, error, gap, model, clutter_density(tracks), 3.0, ~cooccurrence(tracks, ids), ratio)
+    links = stitch(ends, error, gap, model, clutter_density(tracks, ids), 3.0, ~cooccurrence(tracks, ids), ratio)
     return [(int(ids[i]), int(ids[j])) for i, j in links.pairs]
 
 
@@ -72,8 +72,13 @@ def test_a_higher_ratio_needs_stronger_evidence() -> None:
 
 
 def test_clutter_grows_with_the_crowd() -> None:
-    alone, apart, crowd = (clutter_density(_walkers(0.0, lane=lane)) for lane in (1000.0, 150.0, 40.0))
-    assert alone == 0.0 < apart < crowd
+    alone, apart, crowd = (
+        clutter_density(walkers, walkers.track_ids)
+        for walkers in (_walkers(0.0, lane=lane) for lane in (1000.0, 150.0, 40.0))
+    )
+    assert (alone == 0.0).all() and (apart > 0.0).all() and (crowd > apart).all()
+    # The edge lanes have one neighbour, the inner ones two: crowding is measured where each ends.
+    assert apart[0] < apart[3]
 
 
 def test_chains_follow_successors() -> None:

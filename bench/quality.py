@@ -33,6 +33,7 @@ from reid_merge.oracle import cut_into_fragments, pairwise_scores
 from reid_merge.pipeline import Reporter, _Stopwatch, decide_merge, sample_crops, track_and_sample
 from reid_merge.tracking import check_tracker_config
 from reid_merge.tracks import TrackSet, cooccurrence
+from reid_merge.tracks_io import as_written
 from reid_merge.video import probe_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +159,8 @@ def best_possible_labels(raw: TrackSet, gt: TrackSet, iou_threshold: float = 0.5
 
 
 def score_row(name: str, pred: TrackSet, gt: GroundTruth) -> dict:
-    s = evaluate(pred, gt)
+    # As written (boxes to 0.01 px): the scores `run --gt` reports and `eval` gives for its files.
+    s = evaluate(as_written(pred), gt)
     return {
         "scheme": name,
         "IDF1": s.idf1,

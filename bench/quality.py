@@ -28,11 +28,12 @@ import numpy as np
 
 from reid_merge.clustering import cluster_tracks
 from reid_merge.config import Config
-from reid_merge.evaluation import box_iou, evaluate, read_ground_truth
+from reid_merge.evaluation import GroundTruth, box_iou, evaluate, read_ground_truth
 from reid_merge.oracle import cut_into_fragments, pairwise_scores
 from reid_merge.pipeline import Reporter, _Stopwatch, decide_merge, sample_crops, track_and_sample
 from reid_merge.tracking import check_tracker_config
 from reid_merge.tracks import TrackSet, cooccurrence
+from reid_merge.tracks_io import as_written
 from reid_merge.video import probe_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,10 +127,21 @@ def oracle_features(
     """Oracle fragments of one sequence, their crops and features, cached per seed and settings."""
     oracle_shaping = ("crops_per_track", "min_crop_height", "crop_max_covered", *EMBEDDING)
     shaping = {k: config.to_dict()[k] for k in oracle_shaping}
-    # Layouts without visibility (MOT15) keep their earlier keys: nothing about them changed.
-    visibility = [{"min_visibility": MIN_VISIBILITY}] if _columns(sequence / "gt" / "gt.txt") == 9 else []
-    key = cache_key(str(sequence), seed, shaping, *visibility)
-    return cached(cache / f"oracle-{sequence.name}-{key}.pkl", lambda: _cut_and_embed(sequence, seed, config))
+    path = sequence / "gt" / "gt.txt"
+    gt = read_ground_truth(path)
+    targets = gt.targets[visible(gt.targets, path)]
+    # What the fragments are cut from, in the key where it is not every row of the file: the
+    # visibility filter of MOT16 layouts, the targets' content otherwise (KITTI-17's zero-marked
+    # rows). Sequences cut from every row (the TUD ones) keep their earlier keys.
+    if _columns(path) == 9:
+        source: list[object] = [{"min_visibility": MIN_VISIBILITY}]
+    elif len(targets) != len(gt.boxes):
+        content = hashlib.sha256(targets.frame.tobytes() + targets.track_id.tobytes() + targets.xyxy.tobytes())
+        source = [content.hexdigest()]
+    else:
+        source = []
+    key = cache_key(str(sequence), seed, shaping, *source)
+    return cached(cache / f"oracle-{sequence.name}-{key}.pkl", lambda: _cut_and_embed(sequence, targets, seed, config))
 
 
 #: Ground-truth boxes less visible than this are not given to the merge as fragments: MOT16
@@ -139,14 +151,15 @@ def oracle_features(
 MIN_VISIBILITY = 0.25
 
 
-def visible(gt: TrackSet, path: Path, min_visibility: float = MIN_VISIBILITY) -> np.ndarray:
-    """`(n,)` True for the boxes of `gt` (read from `path`) at least `min_visibility` visible;
-    all of them for layouts without a visibility column (MOT15)."""
+def visible(boxes: TrackSet, path: Path, min_visibility: float = MIN_VISIBILITY) -> np.ndarray:
+    """`(n,)` True for the boxes (read from `path`) at least `min_visibility` visible; all of
+    them for layouts without a visibility column (MOT15)."""
     if _columns(path) != 9:
-        return np.ones(len(gt), dtype=bool)
+        return np.ones(len(boxes), dtype=bool)
     rows = np.loadtxt(path, delimiter=",", ndmin=2)
     visibility = {(int(f), int(t)): float(v) for f, t, v in rows[:, [0, 1, 8]]}
-    return np.array([visibility.get((int(f), int(t)), 1.0) >= min_visibility for f, t in zip(gt.frame, gt.track_id)])
+    keys = zip(boxes.frame, boxes.track_id)
+    return np.array([visibility.get((int(f), int(t)), 1.0) >= min_visibility for f, t in keys], dtype=bool)
 
 
 def _columns(path: Path) -> int:
@@ -154,16 +167,16 @@ def _columns(path: Path) -> int:
         return len(lines.readline().split(","))
 
 
-def _cut_and_embed(sequence: Path, seed: int, config: Config) -> tuple[TrackSet, dict, object, np.ndarray]:
-    path = sequence / "gt" / "gt.txt"
-    gt = read_ground_truth(path)
-    fragments, identity = cut_into_fragments(gt[visible(gt, path)], seed)
+def _cut_and_embed(
+    sequence: Path, targets: TrackSet, seed: int, config: Config
+) -> tuple[TrackSet, dict, object, np.ndarray]:
+    fragments, identity = cut_into_fragments(targets, seed)
     crops, _ = sample_crops(probe_video(sequence), fragments, config, Reporter())
     return fragments, identity, crops, _embed(crops.crops, config)
 
 
 def best_possible_labels(raw: TrackSet, gt: TrackSet, iou_threshold: float = 0.5) -> np.ndarray:
-    """Each raw track → the true identity it overlaps most; co-occurring tracks kept apart."""
+    """Each raw track → the true identity (of `gt`, the targets) it overlaps most; co-occurring tracks kept apart."""
     track_ids = raw.track_ids
     votes: dict[tuple[int, int], int] = {}
     for frame in np.unique(raw.frame):
@@ -186,8 +199,9 @@ def best_possible_labels(raw: TrackSet, gt: TrackSet, iou_threshold: float = 0.5
     return cluster_tracks(distance, cooccurrence(raw, track_ids), threshold=0.5)
 
 
-def score_row(name: str, pred: TrackSet, gt: TrackSet) -> dict:
-    s = evaluate(pred, gt)
+def score_row(name: str, pred: TrackSet, gt: GroundTruth) -> dict:
+    # As written (boxes to 0.01 px): the scores `run --gt` reports and `eval` gives for its files.
+    s = evaluate(as_written(pred), gt)
     return {
         "scheme": name,
         "IDF1": s.idf1,
@@ -290,7 +304,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
             fps = probe_video(source).fps
             raw_scores = score_row("raw tracker", raw, gt)
             rows.append({"input": label, **raw_scores})
-            upper = best_possible_labels(raw, gt)
+            upper = best_possible_labels(raw, gt.targets)
             mapping = {int(t): int(label_) + 1 for t, label_ in zip(raw.track_ids, upper)}
             best = score_row("best possible merge", raw.relabel(mapping), gt)
             rows.append({"input": label, **best})

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,8 +42,11 @@ from reid_merge.plan import REVIEW_NAMES, persons_entries, write_review
 from reid_merge.similarity import describe, track_similarity
 from reid_merge.stitching import chains, clutter_density, handover_model, stitch
 from reid_merge.tracks import TrackSet, cooccurrence
-from reid_merge.tracks_io import JSON_FORMAT, format_mot, read_tracks, tracks_to_json
+from reid_merge.tracks_io import JSON_FORMAT, as_written, format_mot, read_tracks, tracks_to_json
 from reid_merge.video import VideoInfo, probe_video, read_frames
+
+if TYPE_CHECKING:  # evaluation imports TrackEval, which only scoring needs
+    from reid_merge.evaluation import GroundTruth
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +106,7 @@ class _Run:
     notes: list[str] = field(default_factory=list)
     models: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
-    ground_truth: TrackSet | None = None
+    ground_truth: GroundTruth | None = None
     device: str = "cpu"
 
     def note(self, message: str) -> None:
@@ -520,7 +523,10 @@ def _merge_and_write(
             )
         reporter.finish("video")
         frames = max(frames, written)
-    scores = _score(raw, merged, run.ground_truth) if run.ground_truth is not None else None
+    # The files are scored, as `reid-merge eval` would score them: boxes to 0.01 px as written
+    # (`merge` does not write its input: the raw tracks are scored as read).
+    scored_raw = as_written(raw) if write_raw else raw
+    scores = _score(scored_raw, as_written(merged), run.ground_truth) if run.ground_truth is not None else None
     with clock.time("write tracks"):
         outputs["tracks.txt"] = run.out_dir / "tracks.txt"
         staged.path(outputs["tracks.txt"]).write_text(format_mot(merged), encoding="utf-8")
@@ -555,7 +561,7 @@ def _merge_and_write(
     return RunResult(run.out_dir, frames, len(raw.track_ids), persons, dict(clock.timings), run.notes, outputs, scores)
 
 
-def _score(raw: TrackSet, merged: TrackSet, gt: TrackSet) -> dict[str, dict[str, float | int]]:
+def _score(raw: TrackSet, merged: TrackSet, gt: GroundTruth) -> dict[str, dict[str, float | int]]:
     from reid_merge.evaluation import evaluate
 
     return {"raw": evaluate(raw, gt).to_dict(), "merged": evaluate(merged, gt).to_dict()}

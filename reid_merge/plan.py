@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -44,7 +44,10 @@ from reid_merge.impurity import apply_splits
 from reid_merge.report import ReportData, render_report, thumbnail_jpeg
 from reid_merge.similarity import describe
 from reid_merge.tracks import TrackSet, cooccurrence
-from reid_merge.tracks_io import format_mot, read_json_object, read_mot, tracks_to_json
+from reid_merge.tracks_io import as_written, format_mot, read_json_object, read_mot, tracks_to_json
+
+if TYPE_CHECKING:  # evaluation imports TrackEval, which only scoring needs
+    from reid_merge.evaluation import GroundTruth
 
 PLAN_NAME = "merge_plan.json"
 CACHE_NAME = "merge_cache.npz"
@@ -52,7 +55,7 @@ REPORT_NAME = "report.html"
 REVIEW_NAMES = (REPORT_NAME, PLAN_NAME, CACHE_NAME)
 PLAN_FORMAT = "reid-merge.merge-plan"
 PLAN_VERSION = 1
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the ground truth with its flags and classes
 PLAN_HELP = (
     "Edit 'assignment' to regroup raw tracks: tracks given the same person_id become one person "
     "(any integers; persons are renumbered by first appearance; first_frame/last_frame are for reading only). "
@@ -86,13 +89,13 @@ class MergeCache:
     crop_frame: npt.NDArray[np.int64]
     features: npt.NDArray[np.float32]
     thumbnails: list[bytes]
-    ground_truth: TrackSet | None = None
+    ground_truth: GroundTruth | None = None
 
     def save(self, path: Path) -> None:
         """Write as a compressed ``.npz`` (no pickles) to `path`."""
         offsets = np.cumsum([0, *(len(t) for t in self.thumbnails)]).astype(np.int64)
         data = np.frombuffer(b"".join(self.thumbnails), dtype=np.uint8)
-        gt = self.ground_truth if self.ground_truth is not None else TrackSet.empty()
+        gt = self.ground_truth.boxes if self.ground_truth is not None else TrackSet.empty()
         arrays: dict[str, Any] = {
             "version": np.array(CACHE_VERSION),
             **_trackset_arrays("det", self.tracks),
@@ -107,6 +110,8 @@ class MergeCache:
             "thumbnail_offsets": offsets,
             "has_ground_truth": np.array(self.ground_truth is not None),
             **_trackset_arrays("gt", gt),
+            "gt_considered": self.ground_truth.considered if self.ground_truth is not None else np.zeros(0, bool),
+            "gt_class": self.ground_truth.class_id if self.ground_truth is not None else np.zeros(0, np.int64),
         }
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
@@ -137,7 +142,7 @@ class MergeCache:
                 crop_frame=arrays["crop_frame"].astype(np.int64),
                 features=arrays["features"].astype(np.float32),
                 thumbnails=[data[a:b] for a, b in zip(offsets[:-1], offsets[1:])],
-                ground_truth=_trackset_from(arrays, "gt") if bool(arrays["has_ground_truth"]) else None,
+                ground_truth=_ground_truth_from(arrays) if bool(arrays["has_ground_truth"]) else None,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise InputError(f"{path}: malformed merge cache ({exc.__class__.__name__}: {exc})") from None
@@ -153,7 +158,7 @@ class MergeCache:
 
 
 def build_cache(
-    outcome: Any, crops: CropSet, features: npt.NDArray[np.floating], ground_truth: TrackSet | None
+    outcome: Any, crops: CropSet, features: npt.NDArray[np.floating], ground_truth: GroundTruth | None
 ) -> MergeCache:
     """The cache of one merge decision (`pipeline.MergeOutcome`) and the crops it compared."""
     _, crop_track = apply_splits(outcome.tracks, crops.track_id, crops.frame, outcome.splits)
@@ -486,7 +491,7 @@ def write_review(
     outcome: Any,
     crops: CropSet,
     features: npt.NDArray[np.floating],
-    ground_truth: TrackSet | None,
+    ground_truth: GroundTruth | None,
     timings: Mapping[str, float],
 ) -> dict[str, Path]:
     """Stage ``merge_cache.npz``, ``merge_plan.json`` and ``report.html`` of a finished merge.
@@ -624,7 +629,7 @@ def apply_plan(
         if raw_scores is None:
             raw_path = run_dir / "raw_tracks.txt"
             raw_scores = evaluate(read_mot(raw_path) if raw_path.is_file() else cache.tracks, gt).to_dict()
-        scores = {"raw": raw_scores, "merged": evaluate(merged, gt).to_dict()}
+        scores = {"raw": raw_scores, "merged": evaluate(as_written(merged), gt).to_dict()}  # as tracks.txt holds it
     elif "evaluation" in document:
         note("the run's scores described its previous assignment and are left out (--gt scores this one)")
     if scores is not None:
@@ -694,6 +699,16 @@ def _trackset_arrays(prefix: str, tracks: TrackSet) -> dict[str, np.ndarray]:
 
 def _trackset_from(arrays: Mapping[str, np.ndarray], prefix: str) -> TrackSet:
     return TrackSet.from_arrays(*(arrays[f"{prefix}_{name}"] for name in ("frame", "track_id", "xyxy", "score")))
+
+
+def _ground_truth_from(arrays: Mapping[str, np.ndarray]) -> GroundTruth:
+    from reid_merge.evaluation import GroundTruth
+
+    boxes = _trackset_from(arrays, "gt")
+    considered, class_id = arrays["gt_considered"].astype(bool), arrays["gt_class"].astype(np.int64)
+    if not len(considered) == len(class_id) == len(boxes):
+        raise ValueError("ground-truth arrays of different lengths")
+    return GroundTruth(boxes, considered, class_id)
 
 
 def _dump(document: Mapping[str, Any]) -> str:

@@ -100,8 +100,9 @@ def make_run(folder: Path, monkeypatch: pytest.MonkeyPatch, *, ground_truth: boo
     gt_path = None
     if ground_truth:  # the true identities: 1 and 3 are one person
         gt_path = folder / "gt.txt"
-        truth = scene_tracks()
-        write_mot(gt_path, truth.relabel({1: 1, 2: 2, 3: 1, 4: 3}))
+        truth = scene_tracks().relabel({1: 1, 2: 2, 3: 1, 4: 3})
+        # conf 1: a MOTChallenge 2015 row whose conf reads as integer 0 is ignored ground truth.
+        write_mot(gt_path, TrackSet.from_arrays(truth.frame, truth.track_id, truth.xyxy, np.ones(len(truth))))
     monkeypatch.setattr(reid_merge.embedding, "load_embedder", lambda *a, **k: (colour_embedder, FakeReidInfo()))
     out = folder / "run"
     # No whitening: with a handful of flat-coloured crops there is nothing to learn it from.

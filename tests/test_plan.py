@@ -234,7 +234,7 @@ def test_cache_round_trips(pristine_run: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(again.features, cache.features)
     np.testing.assert_array_equal(again.similarity, cache.similarity)
     assert again.thumbnails == cache.thumbnails
-    assert again.ground_truth is not None and len(again.ground_truth) == len(cache.ground_truth)  # type: ignore[arg-type]
+    assert again.ground_truth is not None and len(again.ground_truth.boxes) == len(cache.ground_truth.boxes)  # type: ignore[union-attr]
 
 
 # The corrections alone, on track sets built from lists.

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from reid_merge.errors import InputError
 from reid_merge.tracks import TrackSet, cooccurrence
-from reid_merge.tracks_io import JSON_FORMAT, format_mot, read_mot, read_tracks, tracks_to_json, write_mot
+from reid_merge.tracks_io import JSON_FORMAT, as_written, format_mot, read_mot, read_tracks, tracks_to_json, write_mot
 from tests.builders import tracks_from_rows, walking_track
 from tests.data_paths import SHARED_DATA
 
@@ -268,3 +268,19 @@ def test_deeply_nested_json_is_an_input_error(tmp_path: Path) -> None:
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(InputError, match="deep.json"):
         read_tracks(path)
+
+
+def test_as_written_is_what_a_written_file_reads_back(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 500, (40, 2))
+    tracks = TrackSet.from_arrays(
+        np.arange(40) // 7 + 1,
+        (np.arange(40) * 3) % 7,
+        np.concatenate([xy, xy + rng.uniform(5, 80, (40, 2))], axis=1),
+        rng.random(40),
+    )
+    write_mot(tmp_path / "t.txt", tracks)
+    expected, got = read_mot(tmp_path / "t.txt"), as_written(tracks)
+    for name in ("frame", "track_id", "xyxy", "score"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
+    assert not np.array_equal(got.xyxy, tracks.sorted().xyxy)  # rounded to 0.01 px

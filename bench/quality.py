@@ -291,14 +291,12 @@ def leave_one_sequence_out(end_to_end: list[dict], select: str) -> list[dict]:
     for held_out in [*sequences, None]:  # None: chosen on all sequences, the default
         train = [r for r in rows if _sequence(r["input"]) != held_out]
         chosen = max(names, key=lambda n: (np.mean([value(r) for r in train if r["scheme"] == n]), -names.index(n)))
-        row: dict = {"held out": held_out or "(none: all sequences)", "chosen": chosen}
-        if held_out is not None:
-            test = [r for r in rows if _sequence(r["input"]) == held_out]
-            for metric in ("IDF1", "HOTA", "MOTA"):
-                row[metric] = float(np.mean([r[metric] for r in test if r["scheme"] == chosen]))
-                row[f"{metric} best"] = max(
-                    float(np.mean([r[metric] for r in test if r["scheme"] == n])) for n in names
-                )
+        # Scored on the held-out inputs; the last row, in sample, on all of them.
+        test = [r for r in rows if held_out is None or _sequence(r["input"]) == held_out]
+        row: dict = {"held out": held_out or "(none: all, in sample)", "chosen": chosen}
+        for metric in ("IDF1", "HOTA", "MOTA"):
+            row[metric] = float(np.mean([r[metric] for r in test if r["scheme"] == chosen]))
+            row[f"{metric} best"] = max(float(np.mean([r[metric] for r in test if r["scheme"] == n])) for n in names)
         result.append(row)
     return result
 
@@ -370,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         changed = f" with {' '.join(args.set)}" if args.set else ""
         print(f"\n## End to end (default detector and tracker{changed})\n")
         print_table(end_to_end)
-        if len(schemes(args, base)) > 1:
+        if len(schemes(args, base)) > 1 and len(sequences) > 1:
             print(f"\n## Leave one sequence out (scheme chosen by mean {args.select} on the others)\n")
             print_table(leave_one_sequence_out(end_to_end, args.select))
     return 0

@@ -56,7 +56,7 @@ class Config:
     continuity_seconds: float = 1.0
     fill_gaps: bool = True
     fill_max_gap_seconds: float = 1.0
-    fill_method: str = "linear"
+    fill_method: str = "gsi"
     write_video: bool = True
 
     def __post_init__(self) -> None:

@@ -153,7 +153,9 @@ def smooth_gsi(tracks: TrackSet, tau: float = GSI_TAU) -> TrackSet:
         t = tracks.frame[rows].astype(np.float64).reshape(-1, 1)
         regression = GaussianProcessRegressor(RBF(length_scale, "fixed"))
         try:
-            xyxy[rows] = regression.fit(t, tracks.xyxy[rows]).predict(t)
+            smooth = regression.fit(t, tracks.xyxy[rows]).predict(t)
         except np.linalg.LinAlgError:  # an ill-conditioned kernel: keep this person's boxes
             continue
+        if np.all((smooth[:, 2] > smooth[:, 0]) & (smooth[:, 3] > smooth[:, 1])):  # else keep them too
+            xyxy[rows] = smooth
     return TrackSet(tracks.frame.copy(), tracks.track_id.copy(), xyxy, tracks.score.copy())

@@ -17,6 +17,7 @@ import yaml
 
 from reid_merge.clustering import CRITERIA
 from reid_merge.errors import UsageError
+from reid_merge.interpolation import FILL_METHODS
 from reid_merge.similarity import AGGREGATIONS
 
 
@@ -53,6 +54,9 @@ class Config:
     motion_gate: bool = True
     motion_slack_heights: float = 0.5
     motion_heights_per_second: float = 1.0
+    fill_gaps: bool = True
+    fill_max_gap_seconds: float = 1.0
+    fill_method: str = "gsi"
     write_video: bool = True
 
     def __post_init__(self) -> None:
@@ -89,6 +93,8 @@ class Config:
         _check(self.adapt_dims >= 1, "adapt_dims", ">= 1", self.adapt_dims)
         _check(self.adapt_regularization > 0, "adapt_regularization", "> 0", self.adapt_regularization)
         _check(self.motion_slack_heights >= 0, "motion_slack_heights", ">= 0", self.motion_slack_heights)
+        _check(self.fill_max_gap_seconds >= 0, "fill_max_gap_seconds", ">= 0", self.fill_max_gap_seconds)
+        _check(self.fill_method in FILL_METHODS, "fill_method", f"one of {', '.join(FILL_METHODS)}", self.fill_method)
         _check(self.motion_heights_per_second >= 0, "motion_heights_per_second", ">= 0", self.motion_heights_per_second)
 
     def to_dict(self) -> dict[str, Any]:

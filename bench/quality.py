@@ -264,13 +264,14 @@ def oracle_table(sequences: list[Path], args: argparse.Namespace, base: Config) 
     """Pairwise precision/recall/F1 on oracle fragments, averaged over seeds, per scheme."""
     rows = []
     for sequence in sequences:
-        fps = probe_video(sequence).fps
+        info = probe_video(sequence)
+        fps, frame_size = info.fps, (info.width, info.height)
         for name, config in schemes(args, base):
             # Per scheme, so that settings shaping the crops (crops_per_track, ...) can vary too.
             runs = [oracle_features(sequence, seed, config, args.cache) for seed in range(args.seeds)]
             scores = []
             for fragments, identity, crops, features in runs:
-                outcome = decide_merge(fragments, crops, features, config, fps)
+                outcome = decide_merge(fragments, crops, features, config, fps, frame_size)
                 labels = [outcome.mapping[int(t)] for t in outcome.track_ids]
                 # Fragments are pure: a split part keeps its fragment's identity.
                 parent = {s.new_track_id: s.track_id for s in outcome.splits}
@@ -307,7 +308,8 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
             if not source.exists() or (source == sequence and not args.img1):
                 continue
             raw, *_ = tracked(source, base, args.cache)
-            fps = probe_video(source).fps
+            info = probe_video(source)
+            fps = info.fps
             raw_scores = score_row("raw tracker", raw, gt)
             rows.append({"input": label, **raw_scores})
             upper = best_possible_labels(raw, gt.targets)
@@ -316,7 +318,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
             rows.append({"input": label, **best})
             for name, config in schemes(args, base):
                 raw, crops, features, _ = tracked(source, config, args.cache)
-                outcome = decide_merge(raw, crops, features, config, fps)
+                outcome = decide_merge(raw, crops, features, config, fps, (info.width, info.height))
                 merged, _ = fill_person_gaps(outcome.tracks.relabel(outcome.mapping), config, fps)
                 row = score_row(name, merged, gt)
                 possible = best["IDF1"] - raw_scores["IDF1"]

@@ -41,7 +41,7 @@ from reid_merge.interpolation import fill_gaps
 from reid_merge.motion import handover, reachable, track_ends
 from reid_merge.plan import REVIEW_NAMES, persons_entries, write_review
 from reid_merge.similarity import describe, track_similarity
-from reid_merge.stitching import chains, clutter_density, handover_model, stitch
+from reid_merge.stitching import chains, clutter_density, crosses_the_edge, handover_model, stitch
 from reid_merge.tracks import TrackSet, cooccurrence
 from reid_merge.tracks_io import JSON_FORMAT, as_written, format_mot, read_tracks, tracks_to_json
 from reid_merge.video import VideoInfo, probe_video, read_frames
@@ -335,7 +335,14 @@ def sample_crops(info: VideoInfo, tracks: TrackSet, config: Config, reporter: Re
     return sampler.finish(), decoded
 
 
-def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Config, fps: float) -> MergeOutcome:
+def decide_merge(
+    raw: TrackSet,
+    crops: CropSet,
+    features: np.ndarray,
+    config: Config,
+    fps: float,
+    frame_size: tuple[int, int] | None = None,
+) -> MergeOutcome:
     """Split impure tracks (optional) → stitch fragments end to start by motion, appearance
     vetoing → join the chains where appearance is decisive (long gaps) → person IDs.
 
@@ -373,6 +380,9 @@ def decide_merge(raw: TrackSet, crops: CropSet, features: np.ndarray, config: Co
     clutter = clutter_density(tracks, track_ids)
     different = different_person_model(appearance, shared_frame)
     allowed = ~shared_frame & ~doubtful[:, None] & ~doubtful[None, :]
+    if frame_size is not None:  # who walks out of the picture was not lost by the tracker
+        leaves, enters = crosses_the_edge(tracks, ends, track_ids, frame_size)
+        allowed &= ~leaves[:, None] & ~enters[None, :]
     min_ratio = (1.0 - config.false_merge_rate) / config.false_merge_rate
     # How one person scores across a gap is learnt from the links motion alone would make at the
     # square root of the required ratio (enough of them, mostly right); the final links need
@@ -501,7 +511,7 @@ def _merge_and_write(
     with clock.time("embed"):
         features = _embed(embedder, crops, config.embed_batch_size * 4, reporter)
     with clock.time("similarity + cluster"):
-        outcome = decide_merge(raw, crops, features, config, run.info.fps)
+        outcome = decide_merge(raw, crops, features, config, run.info.fps, (run.info.width, run.info.height))
     merged, filled = fill_person_gaps(outcome.tracks.relabel(outcome.mapping), config, run.info.fps)
     persons = len(set(outcome.mapping.values()))
     changes = merge_changes(outcome)

@@ -165,6 +165,33 @@ def clutter_density(
     return np.maximum(local, near.mean()) / (np.pi * radius**2 * 2.0 * size_band)
 
 
+def crosses_the_edge(
+    tracks: TrackSet, ends: TrackEnds, track_ids: IntArray, frame_size: tuple[int, int], margin: float = 0.01
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """`(N,)` each: does the track end walking out of the picture, and start walking into it?
+
+    A track whose last box touches the edge (within `margin` of the frame) while it moves
+    towards that edge was not lost by the tracker: its person left the view. Whoever starts
+    there next is more often somebody else coming in, so such an end is not stitched (a person
+    who turns back can still be joined by appearance).
+    """
+    width, height = frame_size
+    pad_x, pad_y = margin * width, margin * height
+    rows = np.lexsort((tracks.frame, tracks.track_id))
+    first = rows[np.searchsorted(tracks.track_id[rows], track_ids, side="left")]
+    last = rows[np.searchsorted(tracks.track_id[rows], track_ids, side="right") - 1]
+
+    def outward(box: FloatArray, velocity: FloatArray) -> npt.NDArray[np.bool_]:
+        return (
+            ((box[:, 0] <= pad_x) & (velocity[:, 0] < 0))
+            | ((box[:, 2] >= width - pad_x) & (velocity[:, 0] > 0))
+            | ((box[:, 1] <= pad_y) & (velocity[:, 1] < 0))
+            | ((box[:, 3] >= height - pad_y) & (velocity[:, 1] > 0))
+        )
+
+    return outward(tracks.xyxy[last], ends.end_velocity), outward(tracks.xyxy[first], -ends.start_velocity)
+
+
 @dataclass(frozen=True)
 class Links:
     """Stitched pairs: `successor[i]` is the index of the track that continues track i, or -1,

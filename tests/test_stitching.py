@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from reid_merge.motion import handover, track_ends
-from reid_merge.stitching import FALLBACK_MODEL, chains, clutter_density, handover_model, stitch
+from reid_merge.stitching import FALLBACK_MODEL, chains, clutter_density, crosses_the_edge, handover_model, stitch
 from reid_merge.tracks import TrackSet, cooccurrence
 from tests.builders import tracks_from_rows, walking_track
 
@@ -83,3 +83,17 @@ def test_clutter_grows_with_the_crowd() -> None:
 
 def test_chains_follow_successors() -> None:
     assert chains(np.array([3, -1, 1, -1])).tolist() == [0, 1, 1, 0]
+
+
+def test_who_walks_out_of_the_picture_is_not_stitched_to_who_walks_in() -> None:
+    # Person 1 walks right out of a 640-px frame; a second later person 2 walks in at the same
+    # edge, right where 1 left: that is not a tracker losing somebody.
+    out = [(f, 1, 520.0 + 4.0 * f, 100.0, 560.0 + 4.0 * f, 220.0) for f in range(1, 21)]
+    back_in = [(f, 2, 640.0 - 40.0 - 4.0 * (f - 45), 100.0, 640.0 - 4.0 * (f - 45), 220.0) for f in range(45, 65)]
+    tracks = tracks_from_rows(out + back_in)
+    ends = track_ends(tracks, tracks.track_ids)
+    leaves, enters = crosses_the_edge(tracks, ends, tracks.track_ids, (640, 480))
+    assert leaves.tolist() == [True, False] and enters.tolist() == [False, True]
+    inside = tracks_from_rows(walking_track(1, range(1, 21)) + walking_track(2, range(31, 51)))
+    leaves, enters = crosses_the_edge(inside, track_ends(inside, inside.track_ids), inside.track_ids, (640, 480))
+    assert not leaves.any() and not enters.any()

@@ -366,7 +366,8 @@ def summary_table(oracle: list[dict], end_to_end: list[dict]) -> list[dict]:
     """One row per scheme: oracle precision/F1 over sequences, IDF1/MOTA change over inputs."""
     rows = []
     raw = {r["input"]: r for r in end_to_end if r["scheme"] == "raw tracker"}
-    names = [r["scheme"] for r in oracle] or [r["scheme"] for r in end_to_end]
+    references = ("raw tracker", "best possible merge")
+    names = [r["scheme"] for r in oracle] or [r["scheme"] for r in end_to_end if r["scheme"] not in references]
     for name in dict.fromkeys(names):
         row: dict = {"scheme": name}
         o = [r for r in oracle if r["scheme"] == name]

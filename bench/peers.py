@@ -13,6 +13,8 @@ the per-frame detections are cached. On those same detections:
   embeddings from BoxMOT's own OSNet backend with the same weights;
 - our merge (``decide_merge`` with our defaults, as ``reid-merge merge`` runs it) on BoxMOT
   ByteTrack's tracks, with the default (offline MobileNetV2) embedder and with OSNet;
+- the best any merge of BoxMOT ByteTrack's tracks could do (``bench/quality.py``'s
+  ``best_possible_labels``: each track given to the true identity it overlaps most);
 - for reference, our own pipeline: the raw tracks of our default tracker
   (``bench/quality.py``'s cache) and our merge of them, with both embedders.
 
@@ -48,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from quality import ROOT, cache_key, cached, print_table, score_row, tracked
+from quality import ROOT, best_possible_labels, cache_key, cached, print_table, score_row, tracked
 
 from reid_merge.config import Config
 from reid_merge.evaluation import evaluate, read_ground_truth
@@ -254,6 +256,8 @@ def sequence_rows(sequence: Path, weights: Path, cache: Path, bytetrack_settings
     dets = detections(video, base, cache)
     byte = boxmot_tracks("bytetrack", video, dets, boxmot_weights, cache)
     add("BoxMOT ByteTrack", byte)
+    upper = {int(t): int(label) + 1 for t, label in zip(byte.track_ids, best_possible_labels(byte, gt))}
+    add("BoxMOT ByteTrack + best possible merge", byte.relabel(upper))
     add("BoxMOT ByteTrack + GTA-Link (OSNet)", gta_link(byte, video, boxmot_weights, cache))
     add(f"BoxMOT ByteTrack + {mobilenet}", our_merge(byte, video, base, cache))
     add("BoxMOT ByteTrack + our merge (OSNet)", our_merge(byte, video, osnet, cache))

@@ -199,7 +199,8 @@ def our_merge(tracks: TrackSet, video: Path, config: Config, cache: Path) -> Tra
     crops, features = cached(
         cache / "peers" / f"crops-{video.stem}-{key}.pkl", lambda: _crops_and_features(tracks, video, config)
     )
-    outcome = decide_merge(tracks, crops, features, config, probe_video(video).fps)
+    info = probe_video(video)
+    outcome = decide_merge(tracks, crops, features, config, info.fps, (info.width, info.height))
     return outcome.tracks.relabel(outcome.mapping)
 
 

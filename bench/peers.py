@@ -257,7 +257,7 @@ def sequence_rows(sequence: Path, weights: Path, cache: Path, bytetrack_settings
     dets = detections(video, base, cache)
     byte = boxmot_tracks("bytetrack", video, dets, boxmot_weights, cache)
     add("BoxMOT ByteTrack", byte)
-    upper = {int(t): int(label) + 1 for t, label in zip(byte.track_ids, best_possible_labels(byte, gt))}
+    upper = {int(t): int(label) + 1 for t, label in zip(byte.track_ids, best_possible_labels(byte, gt.targets))}
     add("BoxMOT ByteTrack + best possible merge", byte.relabel(upper))
     add("BoxMOT ByteTrack + GTA-Link (OSNet)", gta_link(byte, video, boxmot_weights, cache))
     add(f"BoxMOT ByteTrack + {mobilenet}", our_merge(byte, video, base, cache))

@@ -314,7 +314,8 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
             rows.append({"input": label, **raw_scores})
             upper = best_possible_labels(raw, gt.targets)
             mapping = {int(t): int(label_) + 1 for t, label_ in zip(raw.track_ids, upper)}
-            best = score_row("best possible merge", raw.relabel(mapping), gt)
+            # The ceiling of a merge, gap-filled as the base settings fill one: what a merge could reach.
+            best = score_row("best possible merge", fill_person_gaps(raw.relabel(mapping), base, fps)[0], gt)
             rows.append({"input": label, **best})
             for name, config in schemes(args, base):
                 raw, crops, features, _ = tracked(source, config, args.cache)

@@ -38,8 +38,8 @@ class Config:
     embed_batch_size: int = 64
     aggregation: str = "mean"
     threshold: float | None = None
-    false_merge_rate: float = 0.02
-    stitch_max_gap_seconds: float = 3.0
+    false_merge_rate: float = 0.005
+    stitch_max_gap_seconds: float = 1.5
     persons: int | None = None
     criterion: str = "average"
     dispersion_weight: float = 0.1

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import time
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,11 +118,17 @@ class MergeCache:
     def load(cls, path: Path) -> MergeCache:
         """Read a cache written by `save`; an `InputError` names the file when it is not one."""
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {key: npz[key] for key in npz.files}
+            _check_cache_headers(path)
         except FileNotFoundError:
             raise InputError(f"{path}: no such file (the run's merge cache; run again to write it)") from None
-        except (OSError, ValueError, EOFError) as exc:
+        except ValueError as exc:
+            raise InputError(f"{path}: malformed merge cache ({str(exc)[:200]})") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{path}: not a readable merge cache ({exc.__class__.__name__})") from None
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise InputError(f"{path}: not a readable merge cache ({exc.__class__.__name__})") from None
         try:
             if int(arrays["version"]) != CACHE_VERSION:
@@ -150,6 +158,69 @@ class MergeCache:
         if not consistent:
             raise InputError(f"{path}: malformed merge cache (arrays of inconsistent sizes)")
         return cache
+
+
+#: Most bytes the arrays of a merge cache may hold in all: a run of 10 000 raw tracks needs
+#: 1.7 GB (three N x N matrices); a file that claims more is refused before anything is read.
+MAX_CACHE_BYTES = 4 << 30
+
+#: Which dimensions of the cache's arrays must agree: the letters name the sizes.
+_CACHE_SHAPES = {
+    "version": "",
+    "has_ground_truth": "",
+    **{
+        f"{prefix}_{name}": dims
+        for prefix, rows in (("det", "d"), ("gt", "g"))
+        for name, dims in (("frame", rows), ("track_id", rows), ("xyxy", rows + "4"), ("score", rows))
+    },
+    "track_ids": "n",
+    "similarity": "nn",
+    "appearance": "nn",
+    "cannot_link": "nn",
+    "crop_track": "m",
+    "crop_frame": "m",
+    "features": "mD",
+    "thumbnail_data": "b",
+    "thumbnail_offsets": "o",
+}
+
+
+def _check_cache_headers(path: Path) -> None:
+    """Refuse a cache from its arrays' headers alone, before any array is read: `np.load`
+    allocates what a header claims, so a small file could otherwise ask for gigabytes.
+
+    Every array must be one the cache holds, with the bytes its header claims, no Python
+    objects, and shapes that agree (the N x N matrices are as wide as ``track_ids`` is long).
+    """
+    sizes: dict[str, int] = {"4": 4}
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            name = member.filename.removesuffix(".npy")
+            dims = _CACHE_SHAPES.get(name)
+            if dims is None:
+                raise ValueError(f"unexpected array {name!r}")
+            with archive.open(member) as stream:
+                version = np.lib.format.read_magic(stream)
+                if version not in ((1, 0), (2, 0)):
+                    raise ValueError(f"{name}: npy format {version}")
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(stream)
+                header_bytes = stream.tell()
+            claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if dtype.hasobject or claimed != member.file_size - header_bytes:
+                raise ValueError(
+                    f"array {name!r} claims {shape} {dtype} but holds {member.file_size - header_bytes} bytes"
+                )
+            if len(shape) != len(dims) or any(sizes.setdefault(dim, size) != size for dim, size in zip(dims, shape)):
+                raise ValueError(f"array {name!r} has shape {shape}, which does not fit the other arrays")
+            total += claimed
+    if total > MAX_CACHE_BYTES:
+        raise ValueError(f"its arrays claim {total} bytes in all, more than {MAX_CACHE_BYTES}")
+    if sizes.get("o", 1) != sizes.get("m", 0) + 1 or sizes.get("n", 0) > sizes.get("d", 0):
+        raise ValueError("its arrays' sizes do not fit one another")
 
 
 def build_cache(
@@ -446,7 +517,7 @@ def report_data(
         scores=document.get("evaluation"),
         notes=list(document.get("notes", [])),
         corrections=[_describe_correction(c) for c in corrections],
-        apply_hint=f"reid-merge apply {run_dir} --merge A,B --split C",
+        apply_hint=f"reid-merge apply {shlex.quote(str(run_dir))} --merge A,B --split C",
     )
 
 

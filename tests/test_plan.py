@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -278,3 +280,74 @@ def test_parse_merge() -> None:
     assert parse_merge("3,17,20") == [3, 17, 20]
     with pytest.raises(UsageError):
         parse_merge("3,3")
+
+
+# --- values read back from a run's files are data, never markup or shell -------------------------
+
+
+def test_values_read_back_from_tracks_json_are_escaped_in_the_report(tmp_path: Path, pristine_run: Path) -> None:
+    run = tmp_path / "run $(touch pwned)"
+    shutil.copytree(pristine_run, run)
+    doc = json.loads((run / "tracks.json").read_text())
+    script = "<script>document.title='owned'</script>"
+    doc["evaluation"]["raw"]["idf1"] = script
+    doc["evaluation"]["raw"]["num_gt_ids"] = script
+    doc["notes"] = [*doc.get("notes", []), f"<img src=x onerror=alert(1)>{script}"]
+    doc["models"]["reid"]["name"] = script
+    (run / "tracks.json").write_text(json.dumps(doc))
+
+    apply_plan(run, splits=[3], write_video=False)
+
+    page = (run / "report.html").read_text()
+    assert "document.title='owned'" not in page and "<img src=x" not in page
+    assert page.count("&lt;script&gt;document.title=&#x27;owned&#x27;&lt;/script&gt;") >= 4
+    # The command shown to correct this run is one shell word per argument, whatever the folder's name.
+    hint = page.split("To correct the merge: <code>")[1].split("</code>")[0]
+    import html
+    import shlex
+
+    assert shlex.split(html.unescape(hint))[:3] == ["reid-merge", "apply", str(run)]
+
+
+def _cache_with(source: Path, target: Path, name: str, npy: bytes) -> Path:
+    """A copy of the cache `source` whose array `name` is replaced by the raw `.npy` bytes `npy`."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as new:
+        for member in old.infolist():
+            new.writestr(member.filename, npy if member.filename == f"{name}.npy" else old.read(member))
+    return target
+
+
+def _npy_header(shape: tuple[int, ...], dtype: str = "<f8") -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make_npy", "message"),
+    [
+        # A header that claims 3.2 GB over 64 bytes: np.load would allocate what it claims.
+        (lambda: _npy_header((20000, 20000)) + bytes(64), "claims (20000, 20000) float64 but holds 64 bytes"),
+        # An honest 72 MB array that does not fit the run's 4 tracks: refused before it is read.
+        (lambda: _npy_header((3000, 3000)) + bytes(3000 * 3000 * 8), "has shape (3000, 3000), which does not fit"),
+        (lambda: _npy_header((4,), "|O") + bytes(32), "claims (4,) object"),
+    ],
+    ids=["lying-header", "too-large-for-the-run", "objects"],
+)
+def test_cache_arrays_are_size_checked_from_their_headers(
+    pristine_run: Path, tmp_path: Path, make_npy: Callable[[], bytes], message: str
+) -> None:
+    import tracemalloc
+
+    bad = _cache_with(pristine_run / CACHE_NAME, tmp_path / CACHE_NAME, "similarity", make_npy())
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="malformed merge cache") as caught:
+            MergeCache.load(bad)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert message in str(caught.value) and str(bad) in str(caught.value)
+    assert peak < 20_000_000, f"{peak} bytes allocated while refusing the cache"

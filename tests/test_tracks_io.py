@@ -268,3 +268,13 @@ def test_deeply_nested_json_is_an_input_error(tmp_path: Path) -> None:
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(InputError, match="deep.json"):
         read_tracks(path)
+
+
+def test_byte_order_mark_is_not_part_of_the_first_field(tmp_path: Path) -> None:
+    """Windows tools write UTF-8 with a BOM; it must not make frame 1 'not a number'."""
+    txt = tmp_path / "tracks.txt"
+    txt.write_bytes("\ufeff1,1,10,20,30,40,0.9\n2,1,12,20,30,40,0.9\n".encode())
+    assert read_tracks(txt).frame.tolist() == [1, 2]
+    doc = tmp_path / "tracks.json"
+    doc.write_bytes(("\ufeff" + '{"tracks": [{"track_id": 3, "detections": [[1, 1, 2, 11, 22, 0.5]]}]}').encode())
+    assert read_tracks(doc).track_id.tolist() == [3]

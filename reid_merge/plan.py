@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import shlex
 import time
 import zipfile
@@ -441,8 +442,19 @@ def read_plan(path: Path) -> tuple[dict[str, Any], dict[int, int]]:
             raise InputError(f"{path}: assignment[{k}]: track {track_id} is listed twice")
         assignment[track_id] = person_id
     corrections = doc.get("corrections", [])
-    if not isinstance(corrections, list) or not all(isinstance(c, dict) for c in corrections):
+    if not isinstance(corrections, list):
         raise InputError(f"{path}: expected 'corrections' to be a list of objects")
+    for k, correction in enumerate(corrections):
+        if not _is_correction(correction):
+            raise InputError(
+                f'{path}: corrections[{k}]: expected {{"merge": [track IDs]}}, {{"split": track ID}} or '
+                f'{{"plan": file}}, got {_excerpt(correction)}'
+            )
+    timings = doc.get("run_timings", {})
+    if not isinstance(timings, dict) or not all(_is_number(v) for v in timings.values()):
+        raise InputError(f"{path}: expected 'run_timings' to map stages to seconds, got {_excerpt(timings)}")
+    if not isinstance(doc.get("decision", {}), dict):
+        raise InputError(f"{path}: expected 'decision' to be an object")
     for key in ("video", "cache"):
         if not isinstance(doc.get(key), str):
             raise InputError(f"{path}: expected a string '{key}'")
@@ -453,6 +465,61 @@ def read_plan(path: Path) -> tuple[dict[str, Any], dict[int, int]]:
 
 def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, float) and math.isfinite(value)) or _is_int(value)
+
+
+def _is_correction(correction: Any) -> bool:
+    """One entry of a plan's ``corrections``, as `apply_plan` writes them."""
+    if not isinstance(correction, dict) or len(correction) != 1:
+        return False
+    (kind, value), *_ = correction.items()
+    if kind == "merge":
+        return isinstance(value, list) and all(_is_int(t) for t in value)
+    return (kind == "split" and _is_int(value)) or (kind == "plan" and isinstance(value, str))
+
+
+def _excerpt(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+#: The parts of tracks.json that `apply` reads back, and the JSON type each must have.
+_DOCUMENT_PARTS = {
+    "video": dict,
+    "summary": dict,
+    "parameters": dict,
+    "similarity": dict,
+    "models": dict,
+    "evaluation": dict,
+    "notes": list,
+    "splits": list,
+}
+
+
+def check_run_document(document: Mapping[str, Any], path: Path) -> None:
+    """Refuse a tracks.json whose parts that `apply` reads back have the wrong type (it may
+    have been edited by hand): one `InputError` naming the file and the part, before any write.
+    """
+    for key, kind in _DOCUMENT_PARTS.items():
+        if key in document and not isinstance(document[key], kind):
+            raise InputError(f"{path}: expected '{key}' to be a JSON {kind.__name__}, got {_excerpt(document[key])}")
+    params = document.get("parameters", {})
+    threshold, persons = params.get("threshold", 0.65), params.get("persons")
+    if not (_is_number(threshold) and 0 <= threshold <= 2):
+        raise InputError(f"{path}: parameters.threshold: expected a number in [0, 2], got {_excerpt(threshold)}")
+    if persons is not None and not _is_int(persons):
+        raise InputError(f"{path}: parameters.persons: expected an integer or null, got {_excerpt(persons)}")
+    frames = document.get("summary", {}).get("frames", 0)
+    if not (_is_int(frames) and frames >= 0):
+        raise InputError(f"{path}: summary.frames: expected an integer >= 0, got {_excerpt(frames)}")
+    if not all(isinstance(note, str) for note in document.get("notes", [])):
+        raise InputError(f"{path}: expected 'notes' to be a list of strings")
+    evaluation = document.get("evaluation", {})
+    if not all(isinstance(scores, dict) for scores in evaluation.values()):
+        raise InputError(f"{path}: expected 'evaluation' to map raw/merged to objects of scores")
 
 
 def report_data(
@@ -633,6 +700,7 @@ def apply_plan(
     if plan_path is None and not own_plan.is_file():
         raise InputError(f"{run_dir}: no {PLAN_NAME} (runs of reid-merge before the merge plan lack it; run again)")
     document = read_json_object(tracks_json)
+    check_run_document(document, tracks_json)
     plan, assignment = read_plan(plan_file)
     cache = MergeCache.load(run_dir / plan["cache"])
     check_assignment(cache.tracks, assignment, str(plan_file))
@@ -664,11 +732,16 @@ def apply_plan(
 
     outputs: dict[str, Path] = {}
     frames = int(document.get("summary", {}).get("frames", 0))
+    video_path = Path(plan["video"]).expanduser()
+    if not video_path.is_absolute():  # an edited plan's relative path means beside the run's files
+        video_path = run_dir / video_path
+    info = None
+    if write_video and video_path.exists():
+        info = probe_video(video_path)
+        check_same_video(info, document.get("video", {}), plan_file)
+    stale_note = ""
     with staged_files(tracks_json) as staged:
-        video_path = Path(plan["video"])
-        stale_video = False
-        if write_video and video_path.exists():
-            info = probe_video(video_path)
+        if info is not None:
             section = time.perf_counter()
             reporter.start("video", info.num_frames)
             outputs["annotated.mp4"] = run_dir / "annotated.mp4"
@@ -682,9 +755,9 @@ def apply_plan(
             reporter.finish("video")
             timings["write video"] = time.perf_counter() - section
         elif (run_dir / "annotated.mp4").exists():
-            stale_video = True
             why = "--no-video" if not write_video else f"the input video {video_path} is gone"
-            note(f"annotated.mp4 removed ({why}): it showed the previous assignment")
+            stale_note = f"annotated.mp4 removed ({why}): it showed the previous assignment"
+            notes.append(stale_note)  # said once it is true, after the new outputs are in place
         elif write_video:
             note(f"no annotated.mp4: the input video {video_path} is gone")
 
@@ -714,10 +787,25 @@ def apply_plan(
         staged.path(outputs[REPORT_NAME]).write_text(render_report(data), encoding="utf-8")
         outputs["tracks.json"] = tracks_json
         staged.path(tracks_json).write_text(_dump(document), encoding="utf-8")
-        if stale_video:
-            (run_dir / "annotated.mp4").unlink(missing_ok=True)
         timings["write tracks + report"] = time.perf_counter() - section
+    if stale_note:
+        (run_dir / "annotated.mp4").unlink(missing_ok=True)
+        reporter.note(stale_note)
     return RunResult(run_dir, frames, len(cache.track_ids), persons, timings, notes, outputs, scores)
+
+
+def check_same_video(info: Any, recorded: Mapping[str, Any], plan_file: Path) -> None:
+    """The video a plan names must be the one the run was made from: same frame size, and
+    as many frames as the run's video announced or decoded. Boxes drawn on another clip
+    would be wrong without a word."""
+    size = (recorded.get("width"), recorded.get("height"))
+    counts = {recorded.get("num_frames"), recorded.get("frames_decoded")} - {None}
+    if (info.width, info.height) != size or (counts and info.num_frames not in counts):
+        raise InputError(
+            f"{info.path}: {info.width}x{info.height}, {info.num_frames} frames, but the run was made from a "
+            f"{size[0]}x{size[1]} video of {' or '.join(map(str, sorted(counts)))} frames: "
+            f"not the run's video (fix 'video' in {plan_file})"
+        )
 
 
 def _trackset_arrays(prefix: str, tracks: TrackSet) -> dict[str, np.ndarray]:

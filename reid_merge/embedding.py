@@ -282,7 +282,7 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0][:120]}" if text else type(err).__name__
 
 
-def _numpy_scalar_globals() -> list[Any]:
+def safe_numpy_globals() -> list[Any]:
     """What unpickling a numpy number needs: torchreid's `save_checkpoint` stores `rank1` as
     one. Reconstructing a number (and its dtype) runs no code, so the safe loader may allow it."""
     multiarray = (np._core if hasattr(np, "_core") else np.core).multiarray  # numpy 2 renamed np.core
@@ -303,7 +303,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelError(f"ReID weights not found: {path}")
     try:
-        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+        with torch.serialization.safe_globals(safe_numpy_globals()):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         unsafe = re.search(r"GLOBAL (\S+)", str(err))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -84,7 +85,11 @@ def resolve_detector(spec: str) -> tuple[Path, str]:
             "is not on disk and could not be fetched",
         )
     path = Path(spec).expanduser()
-    if path.is_file():
+    try:
+        given = path.is_file()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise UsageError(f"detector {spec[:60]!r}: not a file name ({exc.strerror})") from None
+    if given:
         return path, "user-supplied weights"
     if path.suffix == ".pt" and path.parent == Path("."):
         found = _find_local(path.name) or _download(path.name)
@@ -122,6 +127,7 @@ def load_detector(spec: str = "auto") -> tuple[Any, DetectorInfo]:
     from ultralytics import YOLO
 
     weights, source = resolve_detector(spec)
+    check_detector_pickle(weights)
     try:
         model = YOLO(str(weights), task="detect")
     except Exception as exc:  # ultralytics raises many types for a bad checkpoint
@@ -134,6 +140,71 @@ def load_detector(spec: str = "auto") -> tuple[Any, DetectorInfo]:
         person_classes=person_classes(dict(model.names)),
     )
     return model, info
+
+
+#: Globals an ultralytics checkpoint may name besides network layers: plain records of its
+#: training settings. Each only stores the values it is given.
+_RECORD_CLASSES = ("ultralytics.utils.IterableSimpleNamespace", "types.SimpleNamespace", "argparse.Namespace")
+_LAYER_MODULES = ("torch.nn.modules.", "ultralytics.nn.")
+
+
+def check_detector_pickle(weights: Path) -> None:
+    """Refuse a detector checkpoint whose pickle names anything but network layers.
+
+    ultralytics unpickles its checkpoints in full (`weights_only=False`: they hold the model
+    object), so a file from elsewhere could run any code it names. Here the file is first
+    read with torch's restricted unpickler, allowing only the classes of torch's and
+    ultralytics' layers, settings records and numpy numbers; only a file that loads that way,
+    and so names nothing else, is handed to ultralytics.
+
+    Raises:
+        ModelError: The file names something else, or is not a torch checkpoint.
+    """
+    import pickle
+
+    import torch
+
+    from reid_merge.embedding import safe_numpy_globals
+
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(weights))
+    except Exception:  # a legacy or damaged file: the restricted load below says what it is
+        names = []
+    classes = {name: _layer_class(name) for name in names}
+    refused = [name for name, found in classes.items() if found is None]
+    try:
+        if refused:
+            raise pickle.UnpicklingError(f"GLOBAL {refused[0]}")
+        with torch.serialization.safe_globals([*classes.values(), *safe_numpy_globals()]):
+            torch.load(weights, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        named = re.search(r"GLOBAL (\S+)", str(exc))
+        if named is None:
+            raise ModelError(f"{weights}: not a loadable YOLO checkpoint ({exc.__class__.__name__})") from None
+        raise ModelError(
+            f"{weights}: holds more than a detector's layers ({named.group(1)}); "
+            "refused, since loading it could run code"
+        ) from None
+    except Exception as exc:
+        raise ModelError(f"{weights}: not a loadable YOLO checkpoint ({exc.__class__.__name__})") from None
+
+
+def _layer_class(name: str) -> type | None:
+    """The class `name` names when it is a torch or ultralytics layer or a settings record."""
+    import importlib
+
+    import torch
+
+    if not (name.startswith(_LAYER_MODULES) or name in _RECORD_CLASSES):
+        return None
+    module_name, _, attribute = name.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        return None
+    if not isinstance(found, type):
+        return None
+    return found if name in _RECORD_CLASSES or issubclass(found, torch.nn.Module) else None
 
 
 def check_tracker_config(tracker: str) -> str:

@@ -406,3 +406,31 @@ def test_models_list_says_which_files_are_verified(empty_cache: Path) -> None:
 
 
 SHARED_MARKET_SHA256 = "c0ff09177a21417a19bc73bbf5af4eb5d2b097c2074ed35e67819ee6cd93612c"
+
+
+@pytest.mark.parametrize("how", ["--detector", "planted-auto"])
+def test_a_detector_file_that_would_run_code_is_refused(how: str, tmp_path: Path) -> None:
+    """ultralytics unpickles checkpoints in full; ours are checked with torch's restricted
+    unpickler first. `auto` looks in the current folder, so a planted yolo11n.pt counts too."""
+    marker = tmp_path / "code-ran"
+    name = "evil.pt" if how == "--detector" else "yolo11n.pt"
+    torch.save({"model": _RunsCode(marker), "epoch": 1}, tmp_path / name)
+    options = ["--detector", name] if how == "--detector" else []
+    result = subprocess.run(
+        [sys.executable, "-m", "reid_merge", "run", str(SAMPLE_VIDEO), "-o", "out", "--no-video", *options],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**cli_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[1])},  # this checkout, from any folder
+        cwd=tmp_path,
+    )
+    assert result.returncode == 4, result.stderr
+    assert "holds more than a detector's layers (io.open); refused" in result.stderr
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_the_offline_detector_passes_the_pickle_check() -> None:
+    from reid_merge.tracking import check_detector_pickle
+    from reid_merge.weights import offline_detector_path
+
+    check_detector_pickle(offline_detector_path())  # raises if any global were refused

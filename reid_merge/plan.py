@@ -419,13 +419,15 @@ def plan_document(
 def read_plan(path: Path) -> tuple[dict[str, Any], dict[int, int]]:
     """A merge plan's document and its assignment (track ID → person label), validated."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: editors on Windows add a BOM
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({exc.__class__.__name__})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits, nesting too deep
+        raise InputError(f"{path}: not valid JSON ({str(exc)[:80]})") from None
     if not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT:
         raise InputError(f'{path}: not a merge plan (expected "format": "{PLAN_FORMAT}")')
     if doc.get("version") != PLAN_VERSION:

@@ -443,3 +443,14 @@ def test_full_disk_while_writing_is_an_input_error_naming_the_folder(run_dir: Pa
     assert line.startswith(f"error: {run_dir}: cannot write the outputs: File too large"), line
     assert len(result.stderr.strip().splitlines()) == 1
     assert snapshot(run_dir) == before
+
+
+def test_plan_with_a_byte_order_mark_reads_and_huge_numbers_are_input_errors(run_dir: Path, tmp_path: Path) -> None:
+    text = (run_dir / PLAN_NAME).read_text()
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert read_plan(bom)[1] == read_plan(run_dir / PLAN_NAME)[1]
+    huge = tmp_path / "huge.json"
+    huge.write_text(text.replace('"track_id": 1,', '"track_id": ' + "1" * 5000 + ",", 1))
+    with pytest.raises(InputError, match=r"huge\.json: not valid JSON \(Exceeds the limit"):
+        read_plan(huge)

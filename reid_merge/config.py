@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import reprlib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
@@ -18,7 +17,7 @@ from typing import Any, get_args, get_type_hints
 import yaml
 
 from reid_merge.clustering import CRITERIA
-from reid_merge.errors import UsageError
+from reid_merge.errors import UsageError, excerpt
 from reid_merge.similarity import AGGREGATIONS
 
 #: Largest detector input side: a larger one only makes OpenCV and the detector fail to allocate.
@@ -108,17 +107,7 @@ class Config:
 
 def _check(ok: bool, name: str, expected: str, got: Any) -> None:
     if not ok:
-        raise UsageError(f"{name}: expected {expected}, got {_excerpt(got)}")
-
-
-def _excerpt(value: Any, limit: int = 60) -> str:
-    """`repr(value)`, cut to `limit` characters: a value from a file may be any size.
-
-    >>> _excerpt("x" * 100, limit=10)
-    "'xxxxxxxx…"
-    """
-    text = reprlib.repr(value) if isinstance(value, (list, dict, tuple, set)) else repr(value)[: limit + 1]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+        raise UsageError(f"{name}: expected {expected}, got {excerpt(got)}")
 
 
 class _SafeLoaderWithoutAliases(yaml.SafeLoader):
@@ -176,10 +165,10 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
     if value is None and type(None) in get_args(hint):
         return None
     if isinstance(value, bool) and bool not in allowed:
-        raise UsageError(f"{where}: setting {key!r} expects {allowed[0].__name__}, got {_excerpt(value)}")
+        raise UsageError(f"{where}: setting {key!r} expects {allowed[0].__name__}, got {excerpt(value)}")
     if float in allowed and isinstance(value, int):
         return float(value)
     if not isinstance(value, allowed):
         names = " or ".join(t.__name__ for t in allowed)
-        raise UsageError(f"{where}: setting {key!r} expects {names}, got {_excerpt(value)}")
+        raise UsageError(f"{where}: setting {key!r} expects {names}, got {excerpt(value)}")
     return value

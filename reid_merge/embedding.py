@@ -292,6 +292,28 @@ def safe_numpy_globals() -> list[Any]:
     return [np.dtype, multiarray.scalar, *number_dtypes]
 
 
+def restricted_load(path: Path, allowed: Sequence[Any], holds: str, kind: str, hint: str = "") -> Any:
+    """`torch.load(weights_only=True)` of `path`, allowing numpy numbers and the `allowed`
+    globals besides torch's own: torch's restricted unpickler runs nothing else.
+
+    Raises:
+        ModelError: The file names another global (`path holds more than <holds> (<global>)`),
+            or is not a torch file (`path is not <kind>`).
+    """
+    try:
+        with torch.serialization.safe_globals([*allowed, *safe_numpy_globals()]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        unsafe = re.search(r"GLOBAL (\S+)", str(err))
+        if unsafe is None:
+            raise ModelError(f"{path} is not {kind} ({_first_line(err)})") from err
+        raise ModelError(
+            f"{path} holds more than {holds} ({unsafe.group(1)}); refused, since loading it could run code{hint}"
+        ) from None
+    except Exception as err:
+        raise ModelError(f"{path} is not {kind} ({_first_line(err)})") from err
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file: a bare state dict or `{"state_dict": ...}` as torchreid
     saves it; `module.` prefixes (DataParallel) removed.
@@ -302,19 +324,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """
     if not path.is_file():
         raise ModelError(f"ReID weights not found: {path}")
-    try:
-        with torch.serialization.safe_globals(safe_numpy_globals()):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        unsafe = re.search(r"GLOBAL (\S+)", str(err))
-        if unsafe is None:
-            raise ModelError(f"{path} is not a PyTorch checkpoint ({_first_line(err)})") from err
-        raise ModelError(
-            f"{path} holds more than tensors ({unsafe.group(1)}); refused, since loading it could run code: "
-            "save its state_dict with torch.save(model.state_dict(), FILE) and pass that"
-        ) from None
-    except Exception as err:
-        raise ModelError(f"{path} is not a PyTorch checkpoint ({_first_line(err)})") from err
+    checkpoint = restricted_load(
+        path, (), "tensors", "a PyTorch checkpoint", ": save its state_dict with torch.save(model.state_dict(), FILE)"
+    )
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, Mapping) or not all(

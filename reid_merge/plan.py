@@ -42,7 +42,7 @@ from reid_merge.annotate import write_annotated_video
 from reid_merge.assignment import person_ids_by_first_appearance
 from reid_merge.atomic import StagedFiles, staged_files
 from reid_merge.crops import CropSet
-from reid_merge.errors import InputError, UsageError
+from reid_merge.errors import InputError, UsageError, excerpt
 from reid_merge.impurity import apply_splits
 from reid_merge.report import ReportData, render_report, thumbnail_jpeg
 from reid_merge.similarity import describe
@@ -450,11 +450,11 @@ def read_plan(path: Path) -> tuple[dict[str, Any], dict[int, int]]:
         if not _is_correction(correction):
             raise InputError(
                 f'{path}: corrections[{k}]: expected {{"merge": [track IDs]}}, {{"split": track ID}} or '
-                f'{{"plan": file}}, got {_excerpt(correction)}'
+                f'{{"plan": file}}, got {excerpt(correction)}'
             )
     timings = doc.get("run_timings", {})
     if not isinstance(timings, dict) or not all(_is_number(v) for v in timings.values()):
-        raise InputError(f"{path}: expected 'run_timings' to map stages to seconds, got {_excerpt(timings)}")
+        raise InputError(f"{path}: expected 'run_timings' to map stages to seconds, got {excerpt(timings)}")
     if not isinstance(doc.get("decision", {}), dict):
         raise InputError(f"{path}: expected 'decision' to be an object")
     for key in ("video", "cache"):
@@ -483,11 +483,6 @@ def _is_correction(correction: Any) -> bool:
     return (kind == "split" and _is_int(value)) or (kind == "plan" and isinstance(value, str))
 
 
-def _excerpt(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 #: The parts of tracks.json that `apply` reads back, and the JSON type each must have.
 _DOCUMENT_PARTS = {
     "video": dict,
@@ -507,16 +502,16 @@ def check_run_document(document: Mapping[str, Any], path: Path) -> None:
     """
     for key, kind in _DOCUMENT_PARTS.items():
         if key in document and not isinstance(document[key], kind):
-            raise InputError(f"{path}: expected '{key}' to be a JSON {kind.__name__}, got {_excerpt(document[key])}")
+            raise InputError(f"{path}: expected '{key}' to be a JSON {kind.__name__}, got {excerpt(document[key])}")
     params = document.get("parameters", {})
     threshold, persons = params.get("threshold", 0.65), params.get("persons")
     if not (_is_number(threshold) and 0 <= threshold <= 2):
-        raise InputError(f"{path}: parameters.threshold: expected a number in [0, 2], got {_excerpt(threshold)}")
+        raise InputError(f"{path}: parameters.threshold: expected a number in [0, 2], got {excerpt(threshold)}")
     if persons is not None and not _is_int(persons):
-        raise InputError(f"{path}: parameters.persons: expected an integer or null, got {_excerpt(persons)}")
+        raise InputError(f"{path}: parameters.persons: expected an integer or null, got {excerpt(persons)}")
     frames = document.get("summary", {}).get("frames", 0)
     if not (_is_int(frames) and frames >= 0):
-        raise InputError(f"{path}: summary.frames: expected an integer >= 0, got {_excerpt(frames)}")
+        raise InputError(f"{path}: summary.frames: expected an integer >= 0, got {excerpt(frames)}")
     if not all(isinstance(note, str) for note in document.get("notes", [])):
         raise InputError(f"{path}: expected 'notes' to be a list of strings")
     evaluation = document.get("evaluation", {})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -160,33 +159,16 @@ def check_detector_pickle(weights: Path) -> None:
     Raises:
         ModelError: The file names something else, or is not a torch checkpoint.
     """
-    import pickle
-
     import torch
 
-    from reid_merge.embedding import safe_numpy_globals
+    from reid_merge.embedding import restricted_load
 
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(str(weights))
-    except Exception:  # a legacy or damaged file: the restricted load below says what it is
+    except Exception:  # a legacy or damaged file: the restricted load says what it is
         names = []
-    classes = {name: _layer_class(name) for name in names}
-    refused = [name for name, found in classes.items() if found is None]
-    try:
-        if refused:
-            raise pickle.UnpicklingError(f"GLOBAL {refused[0]}")
-        with torch.serialization.safe_globals([*classes.values(), *safe_numpy_globals()]):
-            torch.load(weights, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        named = re.search(r"GLOBAL (\S+)", str(exc))
-        if named is None:
-            raise ModelError(f"{weights}: not a loadable YOLO checkpoint ({exc.__class__.__name__})") from None
-        raise ModelError(
-            f"{weights}: holds more than a detector's layers ({named.group(1)}); "
-            "refused, since loading it could run code"
-        ) from None
-    except Exception as exc:
-        raise ModelError(f"{weights}: not a loadable YOLO checkpoint ({exc.__class__.__name__})") from None
+    layers = [found for found in map(_layer_class, names) if found is not None]
+    restricted_load(weights, layers, "a detector's layers", "a loadable YOLO checkpoint")
 
 
 def _layer_class(name: str) -> type | None:

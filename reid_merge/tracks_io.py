@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reid_merge.atomic import write_text_atomic
-from reid_merge.errors import InputError
+from reid_merge.errors import InputError, excerpt
 from reid_merge.tracks import TrackSet
 
 JSON_FORMAT = "reid-merge.tracks"
@@ -196,15 +196,13 @@ def tracks_from_json(doc: Any, where: str) -> TrackSet:
             raise InputError(f"{at}: expected an object with 'track_id' and 'detections'")
         track_id = entry["track_id"]
         if not isinstance(track_id, int) or isinstance(track_id, bool) or not 0 <= track_id <= MAX_INTEGER:
-            raise InputError(f"{at}.track_id: expected an integer >= 0 and <= 2**53, got {repr(track_id)[:40]}")
+            raise InputError(f"{at}.track_id: expected an integer >= 0 and <= 2**53, got {excerpt(track_id)}")
         if not isinstance(entry["detections"], list):
             raise InputError(f"{at}.detections: expected a list")
         for j, det in enumerate(entry["detections"]):
             where_det = f"{at}.detections[{j}]"
             if not isinstance(det, list) or len(det) != 6 or not all(_is_finite_number(v) for v in det):
-                got = repr(det)
-                got = got if len(got) <= 80 else got[:79] + "…"
-                raise InputError(f"{where_det}: expected [frame, x1, y1, x2, y2, score] numbers, got {got}")
+                raise InputError(f"{where_det}: expected [frame, x1, y1, x2, y2, score] numbers, got {excerpt(det)}")
             f, x1, y1, x2, y2, s = det
             _check_detection(where_det, f, track_id, x1, y1, x2 - x1, y2 - y1)
             frames.append(int(f))

@@ -19,8 +19,10 @@ machines, which reach the package registries only):
   architectures are listed here; for other training sets no mirror file name was found, so
   those entries have Drive only.
 - SHA-256: the one pinned value (osnet_x0_25 MSMT17 on Hugging Face) is the digest two
-  independent public projects record for that file; not recomputed here. Every other digest
-  is unknown (None): those files are verified by loading them into their architecture.
+  independent public projects record for that file; not recomputed here. The Drive file of
+  osnet_x0_25 Market-1501 (same-domain, 751 identities) has the digest of the project's copy
+  of that model-zoo file. Every other digest is unknown (None): those files are checked only
+  by loading them into their architecture.
 - Ultralytics detectors: the release URL the installed ultralytics itself downloads from
   (`attempt_download_asset`, release v8.4.0 of ultralytics/assets).
 """
@@ -34,6 +36,8 @@ from typing import Literal
 from urllib.parse import parse_qs, urlparse
 
 Kind = Literal["detector", "reid"]
+#: How a file stands against the digests its entry knows (see `ModelEntry.digest_status`).
+DigestStatus = Literal["verified", "unverified", "mismatch"]
 
 HF_OSNET = "https://huggingface.co/kaiyangzhou/osnet/resolve/main/"
 GDRIVE = "https://drive.google.com/uc?id="
@@ -97,6 +101,24 @@ class ModelEntry:
         names += [s.file_name for s in self.sources if s.file_name and s.file_name not in names]
         return tuple(names)
 
+    def digest_status(self, sha256: str) -> DigestStatus:
+        """`verified` when the file is one a source publishes (its SHA-256 is known and equal);
+        `mismatch` when every source's digest is known and none is equal (not this model's
+        file); else `unverified`: it may come from a source whose digest is unknown, so only
+        loading it into its architecture checks it.
+
+        Example:
+            >>> entry = ModelEntry("reid", "m", "osnet_x0_25", "x", "m.pth", (Source("https://h/m.pth", "ab"),))
+            >>> entry.digest_status("AB"), entry.digest_status("cd")
+            ('verified', 'mismatch')
+        """
+        known = {source.sha256.lower() for source in self.sources if source.sha256}
+        if sha256.lower() in known:
+            return "verified"
+        if self.sources and all(source.sha256 for source in self.sources):
+            return "mismatch"
+        return "unverified"
+
 
 # --- re-identification -----------------------------------------------------------------------
 
@@ -138,6 +160,12 @@ _DRIVE_IDS: dict[str, dict[str, str]] = {
     },
 }
 
+#: SHA-256 of model-zoo Drive files, by Drive ID, where a copy of the file was hashed.
+_DRIVE_SHA256: dict[str, str] = {
+    # osnet_x0_25 market1501: the only osnet_x0_25 Market-1501 file of the zoo (751-way classifier)
+    "1z1UghYvOTtjx7kEoRfmqSMu-z62J6MAj": "c0ff09177a21417a19bc73bbf5af4eb5d2b097c2074ed35e67819ee6cd93612c",
+}
+
 _COMBINEALL = "_msmt17_combineall_256x128_amsgrad_ep150_stp60_lr0.0015_b64_fb10_softmax_labelsmooth_flip_jitter.pth"
 
 #: Hugging Face mirror file names (file names used by public projects, not checked against
@@ -170,7 +198,8 @@ def _osnet_entries() -> list[ModelEntry]:
             if training_set == "msmt17":  # Hugging Face first: no quota, no confirmation page
                 file_name, sha256 = _HF_MSMT17[architecture]
                 sources.append(Source(HF_OSNET + file_name, sha256=sha256))
-            sources.append(Source(GDRIVE + drive_ids[training_set]))
+            drive_id = drive_ids[training_set]
+            sources.append(Source(GDRIVE + drive_id, sha256=_DRIVE_SHA256.get(drive_id)))
             entries.append(
                 ModelEntry(
                     kind="reid",

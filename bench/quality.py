@@ -6,7 +6,13 @@ best merge any clustering of these raw tracks could reach (each raw track given 
 identity it overlaps most, never joining tracks that share a frame).
 
     python bench/quality.py [--data ../shared/data] [--vary threshold=0.6,0.65,0.7 --vary criterion=average,dbc]
-        [--set tracker=bench/trackers/ultralytics_bytetrack.yaml]
+        [--set tracker=bench/trackers/ultralytics_bytetrack.yaml] [--only TUD-Campus] [--select IDF1]
+
+End to end, each scheme's merged tracks are gap-filled as its settings say (the outputs a
+run writes), so `--vary fill_max_gap_seconds=0,0.5,1,2 --vary fill_method=linear,gsi`
+measures gap filling. With several schemes, a leave-one-sequence-out table says which scheme
+the other sequences would choose (best mean of `--select` over their inputs) and what it
+scores on the held-out one.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from reid_merge.clustering import cluster_tracks
 from reid_merge.config import Config
 from reid_merge.evaluation import GroundTruth, box_iou, evaluate, read_ground_truth
 from reid_merge.oracle import cut_into_fragments, pairwise_scores
-from reid_merge.pipeline import Reporter, _Stopwatch, decide_merge, sample_crops, track_and_sample
+from reid_merge.pipeline import Reporter, _Stopwatch, decide_merge, fill_person_gaps, sample_crops, track_and_sample
 from reid_merge.tracking import check_tracker_config
 from reid_merge.tracks import TrackSet, cooccurrence
 from reid_merge.tracks_io import as_written
@@ -269,8 +275,42 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
             for name, config in schemes(args, base):
                 raw, crops, features, _ = tracked(source, config, args.cache)
                 outcome = decide_merge(raw, crops, features, config, fps)
-                rows.append({"input": label, **score_row(name, outcome.tracks.relabel(outcome.mapping), gt)})
+                merged, _ = fill_person_gaps(outcome.tracks.relabel(outcome.mapping), config, fps)
+                rows.append({"input": label, **score_row(name, merged, gt)})
     return rows
+
+
+SELECTABLE = ("IDF1", "HOTA", "MOTA", "mean")
+
+
+def leave_one_sequence_out(end_to_end: list[dict], select: str) -> list[dict]:
+    """Per sequence: the scheme with the best mean `select` over the other sequences' inputs
+    (both inputs of the held-out sequence left out; ties go to the scheme listed first) and
+    its scores on the held-out inputs. ``mean`` is the mean of IDF1, HOTA and MOTA."""
+
+    def value(row: dict) -> float:
+        return (row["IDF1"] + row["HOTA"] + row["MOTA"]) / 3 if select == "mean" else row[select]
+
+    rows = [r for r in end_to_end if r["scheme"] not in ("raw tracker", "best possible merge")]
+    names = list(dict.fromkeys(r["scheme"] for r in rows))
+    sequences = list(dict.fromkeys(_sequence(r["input"]) for r in rows))
+    result = []
+    for held_out in [*sequences, None]:  # None: chosen on all sequences, the default
+        train = [r for r in rows if _sequence(r["input"]) != held_out]
+        chosen = max(names, key=lambda n: (np.mean([value(r) for r in train if r["scheme"] == n]), -names.index(n)))
+        # Scored on the held-out inputs; the last row, in sample, on all of them.
+        test = [r for r in rows if held_out is None or _sequence(r["input"]) == held_out]
+        row: dict = {"held out": held_out or "(none: all, in sample)", "chosen": chosen}
+        for metric in ("IDF1", "HOTA", "MOTA"):
+            row[metric] = float(np.mean([r[metric] for r in test if r["scheme"] == chosen]))
+            row[f"{metric} best"] = max(float(np.mean([r[metric] for r in test if r["scheme"] == n])) for n in names)
+        result.append(row)
+    return result
+
+
+def _sequence(label: str) -> str:
+    """`TUD-Campus.mp4` and `TUD-Campus/img1` are the one sequence `TUD-Campus`."""
+    return label.split("/")[0].removesuffix(".mp4")
 
 
 def summary_table(oracle: list[dict], end_to_end: list[dict]) -> list[dict]:
@@ -316,9 +356,12 @@ def main(argv: list[str] | None = None) -> int:
         help="change a default for every scheme, the raw tracker's row included (repeatable)",
     )
     parser.add_argument("--summary-only", action="store_true", help="print only the summary table")
+    parser.add_argument("--only", action="append", default=[], metavar="SEQUENCE", help="these sequences only")
+    parser.add_argument("--select", choices=SELECTABLE, default="IDF1", help="what leave-one-sequence-out maximises")
     args = parser.parse_args(argv)
     base = base_config(args)
     sequences = sorted(p for p in args.data.iterdir() if (p / "gt" / "gt.txt").is_file())
+    sequences = [p for p in sequences if not args.only or p.name in args.only]
     oracle = oracle_table(sequences, args, base) if args.protocol in ("oracle", "both") else []
     end_to_end = end_to_end_table(sequences, args, base) if args.protocol in ("end-to-end", "both") else []
     print("## Summary\n")
@@ -332,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         changed = f" with {' '.join(args.set)}" if args.set else ""
         print(f"\n## End to end (default detector and tracker{changed})\n")
         print_table(end_to_end)
+        if len(schemes(args, base)) > 1 and len(sequences) > 1:
+            print(f"\n## Leave one sequence out (scheme chosen by mean {args.select} on the others)\n")
+            print_table(leave_one_sequence_out(end_to_end, args.select))
     return 0
 
 

@@ -32,8 +32,14 @@ def person_colour(person_id: int) -> tuple[int, int, int]:
     return int(b * 255), int(g * 255), int(r * 255)
 
 
-def draw_persons(image: np.ndarray, raw: TrackSet, mapping: dict[int, int]) -> np.ndarray:
-    """Draw one frame's boxes, labelled ``P<person> · t<raw track>``; returns a new image."""
+def draw_persons(
+    image: np.ndarray, raw: TrackSet, mapping: dict[int, int], filled: TrackSet | None = None
+) -> np.ndarray:
+    """Draw one frame's boxes, labelled ``P<person> · t<raw track>``; returns a new image.
+
+    `filled` are boxes that gap filling added (person IDs, no raw track): drawn dashed and
+    labelled ``P<person> · filled``.
+    """
     out = image.copy()
     scale = max(0.4, min(image.shape[:2]) / 900)
     thickness = max(1, round(scale * 2))
@@ -43,7 +49,26 @@ def draw_persons(image: np.ndarray, raw: TrackSet, mapping: dict[int, int]) -> n
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
         _draw_label(out, x1, y1, f"P{person}", f"t{int(track_id)}", colour, scale)
+    filled = filled if filled is not None else TrackSet.empty()
+    for person, box in zip(filled.track_id, filled.xyxy):
+        colour = person_colour(int(person))
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        _draw_dashed_rectangle(out, (x1, y1, x2, y2), colour, thickness)
+        _draw_label(out, x1, y1, f"P{int(person)}", "filled", colour, scale)
     return out
+
+
+def _draw_dashed_rectangle(image: np.ndarray, box: tuple[int, int, int, int], colour: tuple, thickness: int) -> None:
+    """A rectangle of dashes, as long as the gaps between them (OpenCV draws only solid lines)."""
+    x1, y1, x2, y2 = box
+    dash = max(4, 2 * thickness + 2)
+    for (ax, ay), (bx, by) in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
+        length = max(abs(bx - ax), abs(by - ay), 1)
+        for start in range(0, length, 2 * dash):
+            end = min(start + dash, length)
+            p = (ax + (bx - ax) * start // length, ay + (by - ay) * start // length)
+            q = (ax + (bx - ax) * end // length, ay + (by - ay) * end // length)
+            cv2.line(image, p, q, colour, thickness)
 
 
 def _draw_label(image: np.ndarray, x: int, y: int, person: str, track: str, colour: tuple, scale: float) -> None:
@@ -72,6 +97,7 @@ def write_annotated_video(
     mapping: dict[int, int],
     path: Path,
     fps: float,
+    filled: TrackSet | None = None,
 ) -> int:
     """Encode annotated frames to `path`; returns the number of frames written.
 
@@ -81,9 +107,13 @@ def write_annotated_video(
         mapping: raw track ID → person ID (unmapped IDs are shown as themselves).
         path: the ``.mp4`` to write.
         fps: frame rate of the input.
+        filled: boxes added by gap filling, with person IDs; drawn dashed.
     """
     order = np.argsort(raw.frame, kind="stable")
     sorted_frames = raw.frame[order]
+    filled = filled if filled is not None else TrackSet.empty()
+    filled_order = np.argsort(filled.frame, kind="stable")
+    filled_frames = filled.frame[filled_order]
     written = 0
     try:
         with atomic_path(path) as tmp:
@@ -95,7 +125,8 @@ def write_annotated_video(
                         size = video_size(image.shape[1], image.shape[0])
                         stream = _open_stream(container, *size, fps)
                     lo, hi = np.searchsorted(sorted_frames, [frame, frame + 1])
-                    annotated = draw_persons(image, raw[order[lo:hi]], mapping)
+                    a, b = np.searchsorted(filled_frames, [frame, frame + 1])
+                    annotated = draw_persons(image, raw[order[lo:hi]], mapping, filled[filled_order[a:b]])
                     padded = _fit(annotated, size)
                     for packet in stream.encode(av.VideoFrame.from_ndarray(padded, format="bgr24")):
                         container.mux(packet)

@@ -161,8 +161,13 @@ def _execute(debug: bool, job: Callable[[Reporter], RunResult]) -> None:
 def _print_summary(result: RunResult) -> None:
     table = Table(title="reid-merge", show_header=False, title_justify="left")
     table.add_row("frames", str(result.frames))
-    table.add_row("raw tracks", str(result.raw_tracks))
-    table.add_row("persons", str(result.persons))
+    table.add_row("raw tracks -> persons", f"{result.raw_tracks} -> {result.persons}")
+    table.add_row("tracks joined", f"{result.tracks_joined} (tracks now one person with another track)")
+    left_alone = {why: n for why, n in result.left_alone.items() if n}
+    if left_alone:
+        reasons = ", ".join(f"{n} {why}" for why, n in left_alone.items())
+        table.add_row("tracks left alone", f"{sum(left_alone.values())}: {reasons}")
+    table.add_row("boxes filled", f"{result.boxes_filled} (dashed in annotated.mp4)" if result.boxes_filled else "0")
     for stage, seconds in result.timings.items():
         table.add_row(f"time: {stage}", f"{seconds:.2f} s")
     table.add_row("time: total", f"{sum(result.timings.values()):.2f} s")
@@ -179,6 +184,8 @@ def _print_summary(result: RunResult) -> None:
             fmt = (lambda v: f"{100 * v:.1f}%") if isinstance(raw[key], float) else str
             scores.add_row(label, fmt(raw[key]), fmt(merged[key]))
         console.print(scores)
+    if "report.html" in result.outputs:
+        console.print(f"what was joined and why: {result.outputs['report.html']}", soft_wrap=True)
 
 
 def _settings(config_file: Path | None, **overrides: Any) -> Config:
@@ -197,6 +204,10 @@ AggregationOpt = typer.Option(
 CriterionOpt = typer.Option(None, "--criterion", help="Clustering: average (linkage) or dbc (dispersion-based).")
 DispersionOpt = typer.Option(None, "--dispersion-weight", help="λ of --criterion dbc [default: 0.1].")
 SplitOpt = typer.Option(None, "--split-impure/--no-split-impure", help="Split tracks whose crops show two people.")
+FillOpt = typer.Option(
+    None, "--fill-gaps/--no-fill-gaps", help="Box each person in the frames the tracker lost them [default: on]."
+)
+MaxGapOpt = typer.Option(None, "--max-gap", help="Longest gap filled, in seconds [default: 1.0].")
 ReidModelOpt = typer.Option(
     None,
     "--reid-model",
@@ -230,6 +241,8 @@ def run(
     criterion: str | None = CriterionOpt,
     dispersion_weight: float | None = DispersionOpt,
     split_impure: bool | None = SplitOpt,
+    fill_gaps: bool | None = FillOpt,
+    max_gap: float | None = MaxGapOpt,
     detector: str | None = DetectorOpt,
     tracker: str | None = TrackerOpt,
     reid_model: str | None = ReidModelOpt,
@@ -252,6 +265,8 @@ def run(
             criterion=criterion,
             dispersion_weight=dispersion_weight,
             split_impure=split_impure,
+            fill_gaps=fill_gaps,
+            fill_max_gap_seconds=max_gap,
             detector=detector,
             tracker=tracker,
             reid_model=reid_model,
@@ -277,6 +292,8 @@ def merge(
     criterion: str | None = CriterionOpt,
     dispersion_weight: float | None = DispersionOpt,
     split_impure: bool | None = SplitOpt,
+    fill_gaps: bool | None = FillOpt,
+    max_gap: float | None = MaxGapOpt,
     reid_model: str | None = ReidModelOpt,
     reid_weights: str | None = ReidWeightsOpt,
     no_video: bool = NoVideoOpt,
@@ -297,6 +314,8 @@ def merge(
             criterion=criterion,
             dispersion_weight=dispersion_weight,
             split_impure=split_impure,
+            fill_gaps=fill_gaps,
+            fill_max_gap_seconds=max_gap,
             reid_model=reid_model,
             reid_weights=reid_weights,
             write_video=False if no_video else None,
@@ -359,6 +378,8 @@ def batch(
     criterion: str | None = CriterionOpt,
     dispersion_weight: float | None = DispersionOpt,
     split_impure: bool | None = SplitOpt,
+    fill_gaps: bool | None = FillOpt,
+    max_gap: float | None = MaxGapOpt,
     detector: str | None = DetectorOpt,
     tracker: str | None = TrackerOpt,
     reid_model: str | None = ReidModelOpt,
@@ -385,6 +406,8 @@ def batch(
             criterion=criterion,
             dispersion_weight=dispersion_weight,
             split_impure=split_impure,
+            fill_gaps=fill_gaps,
+            fill_max_gap_seconds=max_gap,
             detector=detector,
             tracker=tracker,
             reid_model=reid_model,

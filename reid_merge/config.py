@@ -18,6 +18,7 @@ import yaml
 
 from reid_merge.clustering import CRITERIA
 from reid_merge.errors import UsageError, excerpt
+from reid_merge.interpolation import FILL_METHODS
 from reid_merge.similarity import AGGREGATIONS
 
 #: Largest detector input side: a larger one only makes OpenCV and the detector fail to allocate.
@@ -57,6 +58,9 @@ class Config:
     motion_heights_per_second: float = 1.0
     continuity_bonus: float = 0.2
     continuity_seconds: float = 1.0
+    fill_gaps: bool = True
+    fill_max_gap_seconds: float = 1.0
+    fill_method: str = "gsi"
     write_video: bool = True
 
     def __post_init__(self) -> None:
@@ -91,6 +95,8 @@ class Config:
         _check(0 <= self.continuity_bonus <= 1, "continuity_bonus", "in [0, 1]", self.continuity_bonus)
         _check(self.continuity_seconds > 0, "continuity_seconds", "> 0", self.continuity_seconds)
         _check(self.motion_slack_heights >= 0, "motion_slack_heights", ">= 0", self.motion_slack_heights)
+        _check(self.fill_max_gap_seconds >= 0, "fill_max_gap_seconds", ">= 0", self.fill_max_gap_seconds)
+        _check(self.fill_method in FILL_METHODS, "fill_method", f"one of {', '.join(FILL_METHODS)}", self.fill_method)
         _check(self.motion_heights_per_second >= 0, "motion_heights_per_second", ">= 0", self.motion_heights_per_second)
         for field in fields(self):  # inf passes ">= 0" but is no setting, and JSON cannot hold it
             value = getattr(self, field.name)

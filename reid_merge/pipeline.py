@@ -31,6 +31,7 @@ from reid_merge.config import Config
 from reid_merge.crops import CropSampler, CropSet
 from reid_merge.errors import InputError
 from reid_merge.impurity import Split, apply_splits, find_impure_tracks
+from reid_merge.interpolation import fill_gaps
 from reid_merge.motion import continuity, handover, reachable, track_ends
 from reid_merge.plan import REVIEW_NAMES, persons_entries, write_review
 from reid_merge.similarity import describe, track_similarity
@@ -72,6 +73,9 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     outputs: dict[str, Path] = field(default_factory=dict)
     scores: dict[str, dict[str, float | int]] | None = None
+    tracks_joined: int = 0
+    left_alone: dict[str, int] = field(default_factory=dict)
+    boxes_filled: int = 0
 
 
 @dataclass
@@ -423,8 +427,9 @@ def _merge_and_write(
         features = _embed(embedder, crops, config.embed_batch_size * 4, reporter)
     with clock.time("similarity + cluster"):
         outcome = decide_merge(raw, crops, features, config, run.info.fps)
-    merged = outcome.tracks.relabel(outcome.mapping)
+    merged, filled = fill_person_gaps(outcome.tracks.relabel(outcome.mapping), config, run.info.fps)
     persons = len(set(outcome.mapping.values()))
+    changes = merge_changes(outcome)
     for split in outcome.splits:
         run.note(
             f"track {split.track_id} holds two people: from frame {split.frame} on it is track {split.new_track_id}"
@@ -445,6 +450,7 @@ def _merge_and_write(
                 outcome.mapping,
                 staged.path(outputs["annotated.mp4"]),
                 run.info.fps,
+                filled=merged[filled],
             )
         reporter.finish("video")
         frames = max(frames, written)
@@ -466,14 +472,20 @@ def _merge_and_write(
             "inputs": run.inputs,
             "parameters": config.to_dict(),
             "models": run.models,
-            "summary": {"frames": frames, "raw_tracks": len(raw.track_ids), "persons": persons},
+            "summary": {
+                "frames": frames,
+                "raw_tracks": len(raw.track_ids),
+                "persons": persons,
+                **changes,
+                "boxes_filled": int(filled.sum()),
+            },
             "splits": [dataclasses.asdict(split) for split in outcome.splits],
             "mapping": [{"track_id": t, "person_id": p} for t, p in sorted(outcome.mapping.items())],
             "persons": persons_entries(outcome.tracks, outcome.mapping),
             "similarity": similarity_report(outcome, config),
             **({"evaluation": scores} if scores is not None else {}),
             "notes": run.notes,
-            "tracks": tracks_to_json(merged),
+            "tracks": tracks_to_json(merged, filled),
         }
         outputs["tracks.json"] = run.out_dir / "tracks.json"
         # Renamed into place last (StagedFiles' marker): a tracks.json on disk means the
@@ -483,7 +495,52 @@ def _merge_and_write(
         outputs.update(
             write_review(staged, run.out_dir, document, outcome, crops, features, run.ground_truth, clock.timings)
         )
-    return RunResult(run.out_dir, frames, len(raw.track_ids), persons, dict(clock.timings), run.notes, outputs, scores)
+    return RunResult(
+        run.out_dir,
+        frames,
+        len(raw.track_ids),
+        persons,
+        dict(clock.timings),
+        run.notes,
+        outputs,
+        scores,
+        changes["tracks_joined"],
+        changes["left_alone"],
+        int(filled.sum()),
+    )
+
+
+def fill_person_gaps(persons: TrackSet, config: Config, fps: float) -> tuple[TrackSet, np.ndarray]:
+    """The merged tracks with their gaps filled as `config` says, and `(n,)` True for filled boxes."""
+    max_gap_frames = round(config.fill_max_gap_seconds * fps) if config.fill_gaps else 0
+    return fill_gaps(
+        persons,
+        max_gap_frames,
+        fps,
+        config.motion_slack_heights,
+        config.motion_heights_per_second,
+        config.fill_method,  # type: ignore[arg-type]
+    )
+
+
+def merge_changes(outcome: MergeOutcome) -> dict[str, Any]:
+    """What the merge changed: tracks joined into persons of several tracks, and tracks left
+    alone, by why (held apart before clustering, or no other track close enough)."""
+    person = np.array([outcome.mapping[int(t)] for t in outcome.track_ids], dtype=np.int64)
+    alone = np.bincount(person)[person] == 1 if len(person) else np.zeros(0, dtype=bool)
+    held_apart = alone.copy()
+    if outcome.distance is not None and len(person):
+        held_apart &= np.isnan(outcome.distance).all(axis=1)
+    no_crops, too_few = outcome.tracks_without_crops, outcome.tracks_too_few_crops
+    return {
+        "tracks_joined": int((~alone).sum()),
+        "left_alone": {
+            "no usable crop": no_crops,
+            "too few usable crops": too_few,
+            "short and unsure (likely a false detection)": max(0, int(held_apart.sum()) - no_crops - too_few),
+            "no other track close enough": int((alone & ~held_apart).sum()),
+        },
+    }
 
 
 def _score(raw: TrackSet, merged: TrackSet, gt: GroundTruth) -> dict[str, dict[str, float | int]]:

@@ -564,6 +564,11 @@ def report_data(
     ]
     if document.get("splits"):
         facts.append(("impure tracks split", str(len(document["splits"]))))
+    if "tracks_joined" in summary:
+        facts.append(("tracks joined into persons", str(summary["tracks_joined"])))
+    if "boxes_filled" in summary:
+        gap = f"gaps up to {params.get('fill_max_gap_seconds')} s" if params.get("fill_gaps") else "filling off"
+        facts.append(("boxes filled (no detection; dashed in annotated.mp4)", f"{summary['boxes_filled']} ({gap})"))
     models = {
         role: f"{info.get('name', '?')} ({info.get('source', '')}), sha256 {str(info.get('sha256', ''))[:12]}"
         for role, info in document.get("models", {}).items()
@@ -714,7 +719,7 @@ def apply_plan(
     if plan_path is not None:
         corrections.append({"plan": str(plan_path)})
     corrections += [{"split": int(t)} for t in splits] + [{"merge": [int(t) for t in g]} for g in merges]
-    merged = cache.tracks.relabel(mapping)
+    merged, filled = refill(cache.tracks.relabel(mapping), document)
     persons = len(set(mapping.values()))
     timings["load plan + cache"] = time.perf_counter() - start
 
@@ -753,6 +758,7 @@ def apply_plan(
                 mapping,
                 staged.path(outputs["annotated.mp4"]),
                 info.fps,
+                filled=merged[filled],
             )
             reporter.finish("video")
             timings["write video"] = time.perf_counter() - section
@@ -767,7 +773,14 @@ def apply_plan(
         document = dict(document)
         document["mapping"] = [{"track_id": t, "person_id": p} for t, p in sorted(mapping.items())]
         document["persons"] = persons_entries(cache.tracks, mapping)
-        document["summary"] = {**document.get("summary", {}), "persons": persons}
+        person_sizes = np.bincount(np.array(list(mapping.values()), dtype=np.int64))
+        joined = int(sum(int(person_sizes[p]) > 1 for p in mapping.values()))
+        document["summary"] = {
+            **{k: v for k, v in document.get("summary", {}).items() if k != "left_alone"},  # the run's reasons
+            "persons": persons,
+            "tracks_joined": joined,
+            "boxes_filled": int(filled.sum()),
+        }
         document["similarity"] = {
             **document.get("similarity", {}),
             **pair_distributions(cache.appearance, cache.track_ids, mapping),
@@ -777,7 +790,7 @@ def apply_plan(
         document.pop("evaluation", None)
         if scores is not None:
             document["evaluation"] = scores
-        document["tracks"] = tracks_to_json(merged)
+        document["tracks"] = tracks_to_json(merged, filled)
         outputs["tracks.txt"] = run_dir / "tracks.txt"
         staged.path(outputs["tracks.txt"]).write_text(format_mot(merged), encoding="utf-8")
         run_timings = plan.get("run_timings", {})
@@ -793,7 +806,27 @@ def apply_plan(
     if stale_note:
         (run_dir / "annotated.mp4").unlink(missing_ok=True)
         reporter.note(stale_note)
-    return RunResult(run_dir, frames, len(cache.track_ids), persons, timings, notes, outputs, scores)
+    return RunResult(
+        run_dir, frames, len(cache.track_ids), persons, timings, notes, outputs, scores, joined, {}, int(filled.sum())
+    )
+
+
+def refill(persons: TrackSet, document: Mapping[str, Any]) -> tuple[TrackSet, npt.NDArray[np.bool_]]:
+    """Gap filling as the run did it (its tracks.json `parameters`), on corrected persons.
+
+    Runs from before gap filling have no such parameters and stay unfilled.
+    """
+    from reid_merge.config import config_from_mapping
+    from reid_merge.pipeline import fill_person_gaps
+
+    params = document.get("parameters", {})
+    keys = ("fill_gaps", "fill_max_gap_seconds", "fill_method", "motion_slack_heights", "motion_heights_per_second")
+    settings = {"fill_gaps": False, **{k: params[k] for k in keys if k in params}}
+    try:  # the run's own file, but a file: a value edited into nonsense is a bad input, not a crash
+        config = config_from_mapping(settings, "tracks.json parameters")
+    except UsageError as exc:
+        raise InputError(str(exc)) from None
+    return fill_person_gaps(persons, config, float(document.get("video", {}).get("fps") or 25.0))
 
 
 def check_same_video(info: Any, recorded: Mapping[str, Any], plan_file: Path) -> None:

@@ -155,17 +155,27 @@ def write_mot(path: Path, tracks: TrackSet) -> None:
     write_text_atomic(path, format_mot(tracks))
 
 
-def tracks_to_json(tracks: TrackSet) -> list[dict[str, Any]]:
-    """Tracks as JSON-ready entries ``{"track_id", "detections": [[frame, x1, y1, x2, y2, score]]}``."""
-    t = tracks.sorted()
+def tracks_to_json(tracks: TrackSet, filled: npt.NDArray[np.bool_] | None = None) -> list[dict[str, Any]]:
+    """Tracks as JSON-ready entries ``{"track_id", "detections": [[frame, x1, y1, x2, y2, score]]}``.
+
+    With `filled` (`(n,)` True for boxes that gap filling added), each entry also lists
+    ``"filled_frames"``: the frames of its boxes that no detector found.
+    """
+    order = np.lexsort((tracks.track_id, tracks.frame))
+    t = tracks[order]
+    is_filled = filled[order] if filled is not None else None
     entries = []
     for track_id in t.track_ids:
-        sel = t[t.track_id == track_id]
+        rows = t.track_id == track_id
+        sel = t[rows]
         detections = [
             [int(f), *(round(float(v), 2) for v in box), round(float(s), 4)]
             for f, box, s in zip(sel.frame, sel.xyxy, sel.score)
         ]
-        entries.append({"track_id": int(track_id), "detections": detections})
+        entry: dict[str, Any] = {"track_id": int(track_id), "detections": detections}
+        if is_filled is not None:
+            entry["filled_frames"] = sel.frame[is_filled[rows]].tolist()
+        entries.append(entry)
     return entries
 
 

@@ -27,6 +27,17 @@ def test_boxes_and_labels_take_the_person_colour() -> None:
     assert np.array_equal(image, np.full((240, 320, 3), 128, np.uint8))  # input untouched
 
 
+def test_filled_boxes_are_dashed_and_detected_ones_solid() -> None:
+    image = np.full((240, 320, 3), 128, np.uint8)
+    detected = tracks_from_rows([(1, 17, 40.0, 100.0, 100.0, 220.0)])
+    filled = tracks_from_rows([(1, 3, 200.0, 100.0, 260.0, 220.0)])  # person 3, no raw track
+    out = annotate.draw_persons(image, detected, {17: 3}, filled)
+    painted = np.all(out == np.array(annotate.person_colour(3), np.uint8), axis=2)
+    solid, dashed = painted[130:220, 40], painted[130:220, 200]  # left edges, below the label
+    assert solid.all()
+    assert 0.3 < dashed.mean() < 0.7  # dashes as long as the gaps between them
+
+
 def test_failed_encoding_is_an_input_error_and_leaves_no_file(tmp_path: Path) -> None:
     frames = [(1, np.zeros((64, 64, 3), np.uint8))]
     broken = av.codec.codec.UnknownCodecError("libx264")

@@ -405,5 +405,7 @@ def test_every_merging_command_takes_the_same_merge_options(command: str) -> Non
     result = reid_merge(command, "--help")
     assert result.returncode == 0
     merge_options = ("--threshold", "--persons", "--aggregation", "--criterion", "--dispersion-weight")
-    for option in (*merge_options, "--split-impure", "--crops", "--reid-model", "--reid-weights", "--config"):
+    fill_options = ("--fill-gaps", "--no-fill-gaps", "--max-gap")
+    other_options = ("--split-impure", "--crops", "--reid-model", "--reid-weights", "--config")
+    for option in (*merge_options, *fill_options, *other_options):
         assert option in result.stdout, f"{command} lacks {option}"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from reid_merge.config import Config
 from reid_merge.crops import CropSet
-from reid_merge.pipeline import decide_merge
+from reid_merge.pipeline import decide_merge, fill_person_gaps
 from reid_merge.tracks import TrackSet, cooccurrence
 
 
@@ -54,6 +54,7 @@ def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.nda
     bonus=st.floats(0.0, 1.0),
     split_impure=st.booleans(),
     min_crops=st.integers(1, 4),
+    max_gap_seconds=st.floats(0.0, 3.0),
 )
 def test_no_setting_puts_cooccurring_tracks_in_one_person(
     seed: int,
@@ -67,6 +68,7 @@ def test_no_setting_puts_cooccurring_tracks_in_one_person(
     bonus: float,
     split_impure: bool,
     min_crops: int,
+    max_gap_seconds: float,
 ) -> None:
     tracks, crops, features = _random_scene(seed, num_tracks)
     config = dataclasses.replace(
@@ -80,6 +82,7 @@ def test_no_setting_puts_cooccurring_tracks_in_one_person(
         continuity_bonus=bonus,
         split_impure=split_impure,
         min_crops_to_merge=min_crops,
+        fill_max_gap_seconds=max_gap_seconds,
     )
     outcome = decide_merge(tracks, crops, features, config, fps=25.0)
     merged = outcome.tracks.relabel(outcome.mapping)
@@ -88,6 +91,14 @@ def test_no_setting_puts_cooccurring_tracks_in_one_person(
     person = np.array([outcome.mapping[int(t)] for t in outcome.track_ids])
     assert not (together & (person[:, None] == person[None, :])).any()
     assert sorted(set(person.tolist())) == list(range(1, len(set(person.tolist())) + 1))
+    # Gap filling after the merge keeps it so, and boxes a person only inside their span.
+    filled, is_filled = fill_person_gaps(merged, config, fps=25.0)
+    assert len(filled.duplicate_rows()) == 0
+    assert len(filled[~is_filled]) == len(merged)
+    for p in merged.track_ids:
+        span = merged.frame[merged.track_id == p]
+        added = filled.frame[is_filled & (filled.track_id == p)]
+        assert ((added > span.min()) & (added < span.max())).all()
 
 
 def test_a_track_with_one_crop_is_left_alone() -> None:

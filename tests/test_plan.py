@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from reid_merge.errors import InputError, UsageError
+from reid_merge.interpolation import FILLED_SCORE
 from reid_merge.plan import (
     CACHE_NAME,
     PLAN_NAME,
@@ -50,6 +51,7 @@ def persons_of(run: Path) -> dict[int, int]:
     """Raw track → person, read back from tracks.txt (not from our own JSON)."""
     doc = json.loads((run / "tracks.json").read_text())
     merged = read_mot(run / "tracks.txt")
+    merged = merged[merged.score != FILLED_SCORE]  # boxes gap filling added: no raw track has them
     raw = MergeCache.load(run / CACHE_NAME).tracks.sorted()
     assert len(merged) == len(raw)
     merged = merged.sorted()
@@ -118,6 +120,26 @@ def test_split_gives_a_track_its_own_person_and_rewrites_every_output(run_dir: P
     assert scores["merged"]["num_pred_ids"] == 4
     assert scores["merged"]["idf1"] == pytest.approx(scores["raw"]["idf1"]) and scores["raw"]["idf1"] < 1.0
     assert report_persons(run_dir) == 4
+
+
+def filled_frames(run: Path) -> dict[int, list[int]]:
+    """Person → the frames of their boxes that gap filling added, from tracks.json and tracks.txt."""
+    doc = json.loads((run / "tracks.json").read_text())
+    in_json = {t["track_id"]: t["filled_frames"] for t in doc["tracks"] if t["filled_frames"]}
+    merged = read_mot(run / "tracks.txt")
+    filled = merged[merged.score == FILLED_SCORE]
+    in_txt = {int(p): filled.frame[filled.track_id == p].tolist() for p in filled.track_ids}
+    assert in_json == in_txt and doc["summary"]["boxes_filled"] == sum(map(len, in_json.values()))
+    return in_json
+
+
+def test_apply_fills_the_gaps_of_the_persons_it_makes(run_dir: Path) -> None:
+    assert filled_frames(run_dir) == {1: [21, 22]}  # the run joined 1 and 3 and filled between them
+    apply_plan(run_dir, splits=[3])
+    assert filled_frames(run_dir) == {}
+    apply_plan(run_dir, merges=[[1, 3]])
+    assert filled_frames(run_dir) == {1: [21, 22]}
+    assert "boxes filled" in (run_dir / "report.html").read_text()
 
 
 def report_persons(run: Path) -> int:

@@ -116,7 +116,7 @@ def list_models(
 
 @models_app.command("download")
 def download_model(
-    name: str = typer.Argument(..., help="A name from `reid-merge models list`, e.g. osnet_x1_0_msmt17."),
+    name: str = typer.Argument(..., help="A name from `reid-merge models list`, e.g. osnet_x0_25_msmt17_combineall."),
     cache: Path | None = CacheOpt,
     force: bool = typer.Option(False, "--force", help="Download again even when the file is present."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for a connection and for each read."),

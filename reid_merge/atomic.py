@@ -9,11 +9,14 @@ still writing to the same folder.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from reid_merge.errors import InputError
 
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?:\.[^.]*)?$")
 
@@ -107,8 +110,25 @@ def staged_files(marker: Path) -> Iterator[StagedFiles]:
     try:
         yield staged
         staged.commit()
+    except OSError as exc:
+        if not _is_write_failure(exc, marker.parent):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise InputError(f"{marker.parent}: cannot write the outputs: {exc.strerror}{where}") from exc
     finally:
         staged.discard()
+
+
+#: Errors that mean "the output folder cannot take these files", wherever they are raised.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+
+
+def _is_write_failure(exc: OSError, folder: Path) -> bool:
+    """A full disk or read-only file system, or a permission error on a file in `folder`."""
+    if exc.errno in _NO_ROOM:
+        return True
+    inside = exc.filename is not None and Path(os.fsdecode(exc.filename)).parent == folder
+    return exc.errno in (errno.EACCES, errno.EPERM) and inside
 
 
 def remove_stale_temps(folder: Path, names: Iterable[str] | None = None) -> list[Path]:

@@ -733,6 +733,11 @@ def run_batch(
     reporter = reporter or Reporter()
     start = time.perf_counter()
     items = plan_batch(root_or_glob, out_root)
+    if not items and _inside(Path(root_or_glob), out_root):
+        raise InputError(
+            f"{root_or_glob}: is inside the output root {out_root}, whose videos are outputs, not inputs; "
+            "write the outputs elsewhere (-o)"
+        )
     if not items:
         raise InputError(f"{root_or_glob}: no video files ({', '.join(VIDEO_SUFFIXES)}) or sequence folders found")
     _check_out_root(out_root)
@@ -781,6 +786,12 @@ def run_batch(
     )
     summary.files = write_summary(summary)
     return summary
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies under it (both resolved)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
 def _check_local_settings(config: Config) -> None:

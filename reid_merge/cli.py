@@ -217,7 +217,7 @@ ReidModelOpt = typer.Option(
     None,
     "--reid-model",
     help="Re-identification model: auto, an architecture (osnet_x1_0) or a name from `reid-merge models list` "
-    "(osnet_x1_0_msmt17) [default: auto].",
+    "(osnet_x0_25_msmt17_combineall) [default: auto].",
 )
 ReidWeightsOpt = typer.Option(
     None, "--reid-weights", help="Checkpoint for --reid-model: torchreid .pth, or .onnx (`reid-merge models export`)."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ def model_rows(with_sha256: bool = True) -> list[dict[str, Any]]:
     rows = []
     for entry in MODELS:
         path = locate(entry)
+        sha256 = sha256_file(path) if path is not None and with_sha256 else None
         rows.append(
             {
                 "kind": entry.kind,
@@ -56,10 +58,17 @@ def model_rows(with_sha256: bool = True) -> list[dict[str, Any]]:
                 "sources": [f"PyPI {entry.package}"] if entry.offline else [s.url for s in entry.sources],
                 "present": path is not None,
                 "path": str(path) if path is not None else None,
-                "sha256": sha256_file(path) if path is not None and with_sha256 else None,
+                "sha256": sha256,
+                # verified: a source publishes this sha256; unverified: no digest known, so the
+                # file is checked only by loading it; mismatch: refused when used.
+                "verified": entry.digest_status(sha256) if sha256 is not None else None,
             }
         )
     return rows
+
+
+#: How `models list` shows `ModelEntry.digest_status`.
+_CHECKED = {"verified": "[green]sha256[/]", "unverified": "loading", "mismatch": "[red]sha256 mismatch[/]"}
 
 
 def _hosts(row: dict[str, Any]) -> str:
@@ -85,7 +94,7 @@ def list_models(
         print(json.dumps({"cache": str(folder), "models": rows}, indent=1))
         return
     table = Table(title=f"reid-merge models (cache: {folder})", title_justify="left")
-    for column in ("kind", "name", "trained on", "source", "present", "path", "sha256"):
+    for column in ("kind", "name", "trained on", "source", "present", "checked", "path", "sha256"):
         table.add_column(column, overflow="fold", no_wrap=column in ("kind", "name", "present"))
     for row in rows:
         table.add_row(
@@ -94,19 +103,24 @@ def list_models(
             row["trained_on"],
             _hosts(row),
             "[green]yes[/]" if row["present"] else "no",
+            _CHECKED.get(row["verified"], ""),
             escape(row["path"] or ""),
             f"{row['sha256'][:16]}…" if row["sha256"] else "",
         )
     Console().print(table)
-    print(f"{sum(r['present'] for r in rows)} of {len(rows)} present; full sha256 with --json")
+    print(
+        f"{sum(r['present'] for r in rows)} of {len(rows)} present; full sha256 with --json; "
+        "checked: 'sha256' = a source publishes this digest, 'loading' = no digest known, checked by loading it"
+    )
 
 
 @models_app.command("download")
 def download_model(
-    name: str = typer.Argument(..., help="A name from `reid-merge models list`, e.g. osnet_x1_0_msmt17."),
+    name: str = typer.Argument(..., help="A name from `reid-merge models list`, e.g. osnet_x0_25_msmt17_combineall."),
     cache: Path | None = CacheOpt,
     force: bool = typer.Option(False, "--force", help="Download again even when the file is present."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for a connection and for each read."),
+    deadline: float = typer.Option(1200.0, "--deadline", help="Seconds each mirror may take in all."),
     debug: bool = DebugOpt,
 ) -> None:
     """Fetch NAME into the cache: mirrors in order, checked, then renamed into place."""
@@ -124,8 +138,9 @@ def download_model(
             entry = registry.get(name)
         except KeyError as exc:
             raise UsageError(str(exc.args[0])) from None
-        if timeout <= 0:
-            raise UsageError(f"--timeout: expected > 0, got {timeout}")
+        for option, value in (("--timeout", timeout), ("--deadline", deadline)):
+            if not 0 < value < float("inf"):
+                raise UsageError(f"{option}: expected a number of seconds > 0, got {value}")
         columns = (TextColumn(f"{name:<20}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task(name, total=None)
@@ -133,7 +148,9 @@ def download_model(
             def advance(done: int, total: int | None) -> None:
                 progress.update(task, completed=done, total=total)
 
-            path, fetched = fetch_model(entry, folder, force=force, timeout=timeout, progress=advance)
+            path, fetched = fetch_model(
+                entry, folder, force=force, timeout=timeout, deadline=deadline, progress=advance
+            )
     verb = "downloaded" if fetched else "already present"
     _print_line(f"{escape(entry.name)}: {verb}: {escape(str(path))} (sha256 {sha256_file(path)})")
 
@@ -164,5 +181,7 @@ def export_model(
         module, architecture, path, source = load_reid_model(model, weights)
         out = output if output is not None else folder / f"{path.name.split('.')[0]}.onnx"
         export_onnx(module, architecture, out, source_weights=path, source_sha256=sha256_file(path), source=source)
-    where = escape(str(out))
-    _print_line(f"{architecture} from {escape(str(path))} -> {where}; use it with --reid-weights {where}")
+    _print_line(
+        f"{architecture} from {escape(str(path))} -> {escape(str(out))}; "
+        f"use it with --reid-weights {escape(shlex.quote(str(out)))}"
+    )

@@ -8,6 +8,7 @@ command-line options override the file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,9 +17,12 @@ from typing import Any, get_args, get_type_hints
 import yaml
 
 from reid_merge.clustering import CRITERIA
-from reid_merge.errors import UsageError
+from reid_merge.errors import UsageError, excerpt
 from reid_merge.interpolation import FILL_METHODS
 from reid_merge.similarity import AGGREGATIONS
+
+#: Largest detector input side: a larger one only makes OpenCV and the detector fail to allocate.
+MAX_IMAGE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,12 @@ class Config:
 
     def __post_init__(self) -> None:
         _check(0 < self.detection_confidence < 1, "detection_confidence", "in (0, 1)", self.detection_confidence)
-        _check(self.image_size >= 32 and self.image_size % 32 == 0, "image_size", "a multiple of 32", self.image_size)
+        _check(
+            32 <= self.image_size <= MAX_IMAGE_SIZE and self.image_size % 32 == 0,
+            "image_size",
+            f"a multiple of 32 up to {MAX_IMAGE_SIZE}",
+            self.image_size,
+        )
         _check(
             re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
             "device",
@@ -96,6 +105,9 @@ class Config:
         _check(self.fill_max_gap_seconds >= 0, "fill_max_gap_seconds", ">= 0", self.fill_max_gap_seconds)
         _check(self.fill_method in FILL_METHODS, "fill_method", f"one of {', '.join(FILL_METHODS)}", self.fill_method)
         _check(self.motion_heights_per_second >= 0, "motion_heights_per_second", ">= 0", self.motion_heights_per_second)
+        for field in fields(self):  # inf passes ">= 0" but is no setting, and JSON cannot hold it
+            value = getattr(self, field.name)
+            _check(not isinstance(value, float) or math.isfinite(value), field.name, "a finite number", value)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,7 +120,22 @@ class Config:
 
 def _check(ok: bool, name: str, expected: str, got: Any) -> None:
     if not ok:
-        raise UsageError(f"{name}: expected {expected}, got {got!r}")
+        raise UsageError(f"{name}: expected {expected}, got {excerpt(got)}")
+
+
+class _SafeLoaderWithoutAliases(yaml.SafeLoader):
+    """`yaml.safe_load` that refuses aliases (`*name`): a settings file needs none, and a few
+    lines of nested aliases expand to billions of nodes ("billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise _AliasRefused(f"line {mark.line + 1}: YAML aliases (*name) are not accepted in a config file")
+        return super().compose_node(parent, index)
+
+
+class _AliasRefused(yaml.YAMLError):
+    pass
 
 
 def load_config(path: Path | None) -> Config:
@@ -120,7 +147,9 @@ def load_config(path: Path | None) -> Config:
     if not path.is_file():
         raise UsageError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_SafeLoaderWithoutAliases)  # noqa: S506
+    except _AliasRefused as exc:
+        raise UsageError(f"{path}: {exc}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise UsageError(f"{path}: not a readable YAML file ({exc.__class__.__name__})") from None
     if data is None:
@@ -138,7 +167,10 @@ def config_from_mapping(data: dict[str, Any], where: str) -> Config:
         if key not in known:
             raise UsageError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
         values[key] = _coerce(key, value, hints[key], where)
-    return Config(**values)
+    try:
+        return Config(**values)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
 
 
 def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
@@ -146,10 +178,10 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
     if value is None and type(None) in get_args(hint):
         return None
     if isinstance(value, bool) and bool not in allowed:
-        raise UsageError(f"{where}: setting {key!r} expects {allowed[0].__name__}, got {value!r}")
+        raise UsageError(f"{where}: setting {key!r} expects {allowed[0].__name__}, got {excerpt(value)}")
     if float in allowed and isinstance(value, int):
         return float(value)
     if not isinstance(value, allowed):
         names = " or ".join(t.__name__ for t in allowed)
-        raise UsageError(f"{where}: setting {key!r} expects {names}, got {value!r}")
+        raise UsageError(f"{where}: setting {key!r} expects {names}, got {excerpt(value)}")
     return value

@@ -20,9 +20,11 @@ import logging
 import os
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,12 +32,18 @@ from reid_merge import __version__, registry
 from reid_merge.atomic import remove_stale_temps, temp_path_for
 from reid_merge.errors import ModelError, UsageError
 from reid_merge.registry import ModelEntry, Source
-from reid_merge.weights import cache_dir, offline_detector_path, offline_reid_path
+from reid_merge.weights import cache_dir, offline_detector_path, offline_reid_path, sha256_file
 
 log = logging.getLogger(__name__)
 
 #: Seconds to wait for a connection, and then for each read, before a source counts as failed.
 DEFAULT_TIMEOUT = 30.0
+#: Seconds one source may take in all: a server that sends a byte now and then never trips
+#: the read timeout. 20 minutes is 40 MB (the largest weight file here) at 35 kB/s.
+DEFAULT_DEADLINE = 1200.0
+#: Most bytes a source may send when the registry does not know its file's size: the
+#: largest weight file listed is about 40 MB.
+MAX_DOWNLOAD_BYTES = 1 << 30
 #: Seconds the online check may take in all (DNS included) before the machine counts as offline.
 ONLINE_CHECK_SECONDS = 2.0
 _CHUNK = 1 << 20
@@ -82,6 +90,7 @@ def download_to(
     *,
     verify: Callable[[Path], None] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    deadline: float = DEFAULT_DEADLINE,
     progress: Progress | None = None,
     what_to_do: str = "",
 ) -> Path:
@@ -93,6 +102,8 @@ def download_to(
         verify: Called with the complete temporary file; raises (any exception) if the
             file is not usable, e.g. does not load into its architecture.
         timeout: Seconds for connecting and for each read.
+        deadline: Seconds each source may take in all (checked as data arrives, so a
+            source fails at most `timeout` seconds after it).
         progress: Called with `(bytes so far, bytes in all or None)` as data arrives.
         what_to_do: End of the error message when every source fails.
 
@@ -112,7 +123,8 @@ def download_to(
         try:
             log.info("downloading %s from %s", target.name, source.url)
             with tmp.open("wb") as handle:
-                digest = _fetch(source, handle, timeout=timeout, progress=progress)
+                limits = _Limits(source.size or MAX_DOWNLOAD_BYTES, time.monotonic() + deadline, deadline)
+                digest = _fetch(source, handle, limits, timeout=timeout, progress=progress)
             _check(source, tmp, digest)
             if verify is not None:
                 try:
@@ -130,10 +142,19 @@ def download_to(
     raise ModelError(f"could not download {target.name} (tried {tried}). {what_to_do}".strip())
 
 
-def _fetch(source: Source, handle: BinaryIO, *, timeout: float, progress: Progress | None) -> str:
+@dataclass(frozen=True)
+class _Limits:
+    """How much one source may send (`max_bytes`) and until when (`time.monotonic()` value)."""
+
+    max_bytes: int
+    until: float
+    seconds: float
+
+
+def _fetch(source: Source, handle: BinaryIO, limits: _Limits, *, timeout: float, progress: Progress | None) -> str:
     """Write the source's bytes to `handle`; returns their SHA-256."""
     digest = hashlib.sha256()
-    hashing = _HashingWriter(handle, digest)
+    hashing = _HashingWriter(handle, digest, limits)
     if source.drive_id is not None:
         _fetch_drive(source.drive_id, hashing, timeout=timeout, progress=progress)
     else:
@@ -142,12 +163,17 @@ def _fetch(source: Source, handle: BinaryIO, *, timeout: float, progress: Progre
 
 
 class _HashingWriter:
-    """A binary file that hashes what is written through it."""
+    """A binary file that hashes what is written through it, and fails the source when it
+    sends more than `limits.max_bytes` or goes on past `limits.until`."""
 
-    def __init__(self, handle: BinaryIO, digest: hashlib._Hash) -> None:
-        self.handle, self.digest, self.written = handle, digest, 0
+    def __init__(self, handle: BinaryIO, digest: hashlib._Hash, limits: _Limits) -> None:
+        self.handle, self.digest, self.limits, self.written = handle, digest, limits, 0
 
     def write(self, data: bytes) -> int:
+        if self.written + len(data) > self.limits.max_bytes:
+            raise _SourceFailed(f"sent more than {self.limits.max_bytes} bytes, the most expected for this file")
+        if time.monotonic() > self.limits.until:
+            raise _SourceFailed(f"not complete after {self.limits.seconds:g} s ({self.written} bytes)")
         self.digest.update(data)
         self.written += len(data)
         return self.handle.write(data)
@@ -167,6 +193,8 @@ def _fetch_http(url: str, out: _HashingWriter, *, timeout: float, progress: Prog
             total = int(announced) if announced and announced.isdigit() else None
             if response.headers.get_content_type() == "text/html":
                 raise _SourceFailed("the server sent a web page, not a weight file")
+            if total is not None and total > out.limits.max_bytes:
+                raise _SourceFailed(f"announces {total} bytes, more than the {out.limits.max_bytes} expected")
             # read1: what has arrived, so a stall is noticed (and reported) after the bytes before it
             while chunk := response.read1(_CHUNK):
                 out.write(chunk)
@@ -206,6 +234,8 @@ def _fetch_drive(file_id: str, out: _HashingWriter, *, timeout: float, progress:
             timeout=(timeout, timeout),
             progress=progress,
         )
+    except _SourceFailed:
+        raise
     except Exception as exc:  # gdown and requests raise many types; each means "not fetched"
         raise _SourceFailed(_describe_drive_error(exc, timeout)) from None
 
@@ -284,6 +314,7 @@ def fetch_model(
     *,
     force: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
+    deadline: float = DEFAULT_DEADLINE,
     progress: Progress | None = None,
 ) -> tuple[Path, bool]:
     """The model's file in the cache, downloaded unless it is there already.
@@ -293,6 +324,7 @@ def fetch_model(
         folder: Cache folder [default: `cache_dir()`].
         force: Download again even when the file is present.
         timeout: Seconds for connecting and for each read.
+        deadline: Seconds each source may take in all.
         progress: See `download_to`.
 
     Returns:
@@ -314,8 +346,10 @@ def fetch_model(
     target = folder / entry.filename
     if not force:
         present = locate(entry, folder)
-        if present is not None:
+        if present is not None and entry.digest_status(sha256_file(present)) != "mismatch":
             return present, False
+        if present is not None:
+            log.warning("%s is not %s (sha256 differs from every source's): downloading it again", present, entry.name)
     what_to_do = (
         f"On a machine that is online, run `reid-merge models download {entry.name}` (or fetch one of "
         f"these URLs) and copy the file to {target}"
@@ -326,6 +360,7 @@ def fetch_model(
         entry.sources,
         verify=lambda tmp: verify_model_file(entry, tmp),
         timeout=timeout,
+        deadline=deadline,
         progress=progress,
         what_to_do=what_to_do,
     )
@@ -333,7 +368,7 @@ def fetch_model(
 
 
 def obtain_auto_reid(folder: Path | None = None) -> Path | None:
-    """What `--reid-model auto` uses when no OSNet is in the cache: the registry's best OSNet,
+    """What `--reid-model auto` uses when no OSNet is in the cache: `registry.AUTO_REID`,
     downloaded now when the machine is online; None when offline or when the download fails
     (the caller then falls back to the offline model and says so).
     """

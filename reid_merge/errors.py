@@ -5,6 +5,9 @@ Anything else that escapes is a bug: the CLI reports it as an internal error (ex
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 
 class ReidMergeError(Exception):
     """Base class: a one-line message for the user and an exit code."""
@@ -28,3 +31,16 @@ class ModelError(ReidMergeError):
     """Model weights that are missing, corrupt or of the wrong architecture."""
 
     exit_code = 4
+
+
+def excerpt(value: Any, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters, for messages about values read from files,
+    which may be of any size (containers are abbreviated before they are formatted).
+
+    >>> excerpt("x" * 100, limit=10)
+    "'xxxxxxxx…"
+    >>> excerpt(list(range(1000)))
+    '[0, 1, 2, 3, 4, 5, ...]'
+    """
+    text = reprlib.repr(value) if isinstance(value, (list, dict, tuple, set)) else repr(value)[: limit + 1]
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -24,10 +24,12 @@ with other settings would start from.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
+import math
+import shlex
 import time
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +42,7 @@ from reid_merge.annotate import write_annotated_video
 from reid_merge.assignment import person_ids_by_first_appearance
 from reid_merge.atomic import StagedFiles, staged_files
 from reid_merge.crops import CropSet
-from reid_merge.errors import InputError, UsageError
+from reid_merge.errors import InputError, UsageError, excerpt
 from reid_merge.impurity import apply_splits
 from reid_merge.report import ReportData, render_report, thumbnail_jpeg
 from reid_merge.similarity import describe
@@ -122,11 +124,17 @@ class MergeCache:
     def load(cls, path: Path) -> MergeCache:
         """Read a cache written by `save`; an `InputError` names the file when it is not one."""
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {key: npz[key] for key in npz.files}
+            _check_cache_headers(path)
         except FileNotFoundError:
             raise InputError(f"{path}: no such file (the run's merge cache; run again to write it)") from None
-        except (OSError, ValueError, EOFError) as exc:
+        except ValueError as exc:
+            raise InputError(f"{path}: malformed merge cache ({str(exc)[:200]})") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{path}: not a readable merge cache ({exc.__class__.__name__})") from None
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise InputError(f"{path}: not a readable merge cache ({exc.__class__.__name__})") from None
         try:
             if int(arrays["version"]) != CACHE_VERSION:
@@ -156,6 +164,69 @@ class MergeCache:
         if not consistent:
             raise InputError(f"{path}: malformed merge cache (arrays of inconsistent sizes)")
         return cache
+
+
+#: Most bytes the arrays of a merge cache may hold in all: a run of 10 000 raw tracks needs
+#: 1.7 GB (three N x N matrices); a file that claims more is refused before anything is read.
+MAX_CACHE_BYTES = 4 << 30
+
+#: Which dimensions of the cache's arrays must agree: the letters name the sizes.
+_CACHE_SHAPES = {
+    "version": "",
+    "has_ground_truth": "",
+    **{
+        f"{prefix}_{name}": dims
+        for prefix, rows in (("det", "d"), ("gt", "g"))
+        for name, dims in (("frame", rows), ("track_id", rows), ("xyxy", rows + "4"), ("score", rows))
+    },
+    "track_ids": "n",
+    "similarity": "nn",
+    "appearance": "nn",
+    "cannot_link": "nn",
+    "crop_track": "m",
+    "crop_frame": "m",
+    "features": "mD",
+    "thumbnail_data": "b",
+    "thumbnail_offsets": "o",
+}
+
+
+def _check_cache_headers(path: Path) -> None:
+    """Refuse a cache from its arrays' headers alone, before any array is read: `np.load`
+    allocates what a header claims, so a small file could otherwise ask for gigabytes.
+
+    Every array must be one the cache holds, with the bytes its header claims, no Python
+    objects, and shapes that agree (the N x N matrices are as wide as ``track_ids`` is long).
+    """
+    sizes: dict[str, int] = {"4": 4}
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            name = member.filename.removesuffix(".npy")
+            dims = _CACHE_SHAPES.get(name)
+            if dims is None:
+                raise ValueError(f"unexpected array {name!r}")
+            with archive.open(member) as stream:
+                version = np.lib.format.read_magic(stream)
+                if version not in ((1, 0), (2, 0)):
+                    raise ValueError(f"{name}: npy format {version}")
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(stream)
+                header_bytes = stream.tell()
+            claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if dtype.hasobject or claimed != member.file_size - header_bytes:
+                raise ValueError(
+                    f"array {name!r} claims {shape} {dtype} but holds {member.file_size - header_bytes} bytes"
+                )
+            if len(shape) != len(dims) or any(sizes.setdefault(dim, size) != size for dim, size in zip(dims, shape)):
+                raise ValueError(f"array {name!r} has shape {shape}, which does not fit the other arrays")
+            total += claimed
+    if total > MAX_CACHE_BYTES:
+        raise ValueError(f"its arrays claim {total} bytes in all, more than {MAX_CACHE_BYTES}")
+    if sizes.get("o", 1) != sizes.get("m", 0) + 1 or sizes.get("n", 0) > sizes.get("d", 0):
+        raise ValueError("its arrays' sizes do not fit one another")
 
 
 def build_cache(
@@ -353,13 +424,15 @@ def plan_document(
 def read_plan(path: Path) -> tuple[dict[str, Any], dict[int, int]]:
     """A merge plan's document and its assignment (track ID → person label), validated."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: editors on Windows add a BOM
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({exc.__class__.__name__})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits, nesting too deep
+        raise InputError(f"{path}: not valid JSON ({str(exc)[:80]})") from None
     if not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT:
         raise InputError(f'{path}: not a merge plan (expected "format": "{PLAN_FORMAT}")')
     if doc.get("version") != PLAN_VERSION:
@@ -376,8 +449,19 @@ def read_plan(path: Path) -> tuple[dict[str, Any], dict[int, int]]:
             raise InputError(f"{path}: assignment[{k}]: track {track_id} is listed twice")
         assignment[track_id] = person_id
     corrections = doc.get("corrections", [])
-    if not isinstance(corrections, list) or not all(isinstance(c, dict) for c in corrections):
+    if not isinstance(corrections, list):
         raise InputError(f"{path}: expected 'corrections' to be a list of objects")
+    for k, correction in enumerate(corrections):
+        if not _is_correction(correction):
+            raise InputError(
+                f'{path}: corrections[{k}]: expected {{"merge": [track IDs]}}, {{"split": track ID}} or '
+                f'{{"plan": file}}, got {excerpt(correction)}'
+            )
+    timings = doc.get("run_timings", {})
+    if not isinstance(timings, dict) or not all(_is_number(v) for v in timings.values()):
+        raise InputError(f"{path}: expected 'run_timings' to map stages to seconds, got {excerpt(timings)}")
+    if not isinstance(doc.get("decision", {}), dict):
+        raise InputError(f"{path}: expected 'decision' to be an object")
     for key in ("video", "cache"):
         if not isinstance(doc.get(key), str):
             raise InputError(f"{path}: expected a string '{key}'")
@@ -388,6 +472,56 @@ def read_plan(path: Path) -> tuple[dict[str, Any], dict[int, int]]:
 
 def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, float) and math.isfinite(value)) or _is_int(value)
+
+
+def _is_correction(correction: Any) -> bool:
+    """One entry of a plan's ``corrections``, as `apply_plan` writes them."""
+    if not isinstance(correction, dict) or len(correction) != 1:
+        return False
+    (kind, value), *_ = correction.items()
+    if kind == "merge":
+        return isinstance(value, list) and all(_is_int(t) for t in value)
+    return (kind == "split" and _is_int(value)) or (kind == "plan" and isinstance(value, str))
+
+
+#: The parts of tracks.json that `apply` reads back, and the JSON type each must have.
+_DOCUMENT_PARTS = {
+    "video": dict,
+    "summary": dict,
+    "parameters": dict,
+    "similarity": dict,
+    "models": dict,
+    "evaluation": dict,
+    "notes": list,
+    "splits": list,
+}
+
+
+def check_run_document(document: Mapping[str, Any], path: Path) -> None:
+    """Refuse a tracks.json whose parts that `apply` reads back have the wrong type (it may
+    have been edited by hand): one `InputError` naming the file and the part, before any write.
+    """
+    for key, kind in _DOCUMENT_PARTS.items():
+        if key in document and not isinstance(document[key], kind):
+            raise InputError(f"{path}: expected '{key}' to be a JSON {kind.__name__}, got {excerpt(document[key])}")
+    params = document.get("parameters", {})
+    threshold, persons = params.get("threshold", 0.65), params.get("persons")
+    if not (_is_number(threshold) and 0 <= threshold <= 2):
+        raise InputError(f"{path}: parameters.threshold: expected a number in [0, 2], got {excerpt(threshold)}")
+    if persons is not None and not _is_int(persons):
+        raise InputError(f"{path}: parameters.persons: expected an integer or null, got {excerpt(persons)}")
+    frames = document.get("summary", {}).get("frames", 0)
+    if not (_is_int(frames) and frames >= 0):
+        raise InputError(f"{path}: summary.frames: expected an integer >= 0, got {excerpt(frames)}")
+    if not all(isinstance(note, str) for note in document.get("notes", [])):
+        raise InputError(f"{path}: expected 'notes' to be a list of strings")
+    evaluation = document.get("evaluation", {})
+    if not all(isinstance(scores, dict) for scores in evaluation.values()):
+        raise InputError(f"{path}: expected 'evaluation' to map raw/merged to objects of scores")
 
 
 def report_data(
@@ -460,7 +594,7 @@ def report_data(
         scores=document.get("evaluation"),
         notes=list(document.get("notes", [])),
         corrections=[_describe_correction(c) for c in corrections],
-        apply_hint=f"reid-merge apply {run_dir} --merge A,B --split C",
+        apply_hint=f"reid-merge apply {shlex.quote(str(run_dir))} --merge A,B --split C",
     )
 
 
@@ -612,6 +746,7 @@ def apply_plan(
     if plan_path is None and not own_plan.is_file():
         raise InputError(f"{run_dir}: no {PLAN_NAME} (runs of reid-merge before the merge plan lack it; run again)")
     document = read_json_object(tracks_json)
+    check_run_document(document, tracks_json)
     plan, assignment = read_plan(plan_file)
     cache = MergeCache.load(run_dir / plan["cache"])
     check_assignment(cache.tracks, assignment, str(plan_file))
@@ -643,11 +778,16 @@ def apply_plan(
 
     outputs: dict[str, Path] = {}
     frames = int(document.get("summary", {}).get("frames", 0))
+    video_path = Path(plan["video"]).expanduser()
+    if not video_path.is_absolute():  # an edited plan's relative path means beside the run's files
+        video_path = run_dir / video_path
+    info = None
+    if write_video and video_path.exists():
+        info = probe_video(video_path)
+        check_same_video(info, document.get("video", {}), plan_file)
+    stale_note = ""
     with staged_files(tracks_json) as staged:
-        video_path = Path(plan["video"])
-        stale_video = False
-        if write_video and video_path.exists():
-            info = probe_video(video_path)
+        if info is not None:
             section = time.perf_counter()
             reporter.start("video", info.num_frames)
             outputs["annotated.mp4"] = run_dir / "annotated.mp4"
@@ -662,9 +802,9 @@ def apply_plan(
             reporter.finish("video")
             timings["write video"] = time.perf_counter() - section
         elif (run_dir / "annotated.mp4").exists():
-            stale_video = True
             why = "--no-video" if not write_video else f"the input video {video_path} is gone"
-            note(f"annotated.mp4 removed ({why}): it showed the previous assignment")
+            stale_note = f"annotated.mp4 removed ({why}): it showed the previous assignment"
+            notes.append(stale_note)  # said once it is true, after the new outputs are in place
         elif write_video:
             note(f"no annotated.mp4: the input video {video_path} is gone")
 
@@ -701,9 +841,10 @@ def apply_plan(
         staged.path(outputs[REPORT_NAME]).write_text(render_report(data), encoding="utf-8")
         outputs["tracks.json"] = tracks_json
         staged.path(tracks_json).write_text(_dump(document), encoding="utf-8")
-        if stale_video:
-            (run_dir / "annotated.mp4").unlink(missing_ok=True)
         timings["write tracks + report"] = time.perf_counter() - section
+    if stale_note:
+        (run_dir / "annotated.mp4").unlink(missing_ok=True)
+        reporter.note(stale_note)
     return RunResult(
         run_dir, frames, len(cache.track_ids), persons, timings, notes, outputs, scores, joined, {}, int(filled.sum())
     )
@@ -714,13 +855,31 @@ def refill(persons: TrackSet, document: Mapping[str, Any]) -> tuple[TrackSet, np
 
     Runs from before gap filling have no such parameters and stay unfilled.
     """
-    from reid_merge.config import Config
+    from reid_merge.config import config_from_mapping
     from reid_merge.pipeline import fill_person_gaps
 
     params = document.get("parameters", {})
     keys = ("fill_gaps", "fill_max_gap_seconds", "fill_method", "motion_slack_heights", "motion_heights_per_second")
-    config = dataclasses.replace(Config(fill_gaps=False), **{k: params[k] for k in keys if k in params})
+    settings = {"fill_gaps": False, **{k: params[k] for k in keys if k in params}}
+    try:  # the run's own file, but a file: a value edited into nonsense is a bad input, not a crash
+        config = config_from_mapping(settings, "tracks.json parameters")
+    except UsageError as exc:
+        raise InputError(str(exc)) from None
     return fill_person_gaps(persons, config, float(document.get("video", {}).get("fps") or 25.0))
+
+
+def check_same_video(info: Any, recorded: Mapping[str, Any], plan_file: Path) -> None:
+    """The video a plan names must be the one the run was made from: same frame size, and
+    as many frames as the run's video announced or decoded. Boxes drawn on another clip
+    would be wrong without a word."""
+    size = (recorded.get("width"), recorded.get("height"))
+    counts = {recorded.get("num_frames"), recorded.get("frames_decoded")} - {None}
+    if (info.width, info.height) != size or (counts and info.num_frames not in counts):
+        raise InputError(
+            f"{info.path}: {info.width}x{info.height}, {info.num_frames} frames, but the run was made from a "
+            f"{size[0]}x{size[1]} video of {' or '.join(map(str, sorted(counts)))} frames: "
+            f"not the run's video (fix 'video' in {plan_file})"
+        )
 
 
 def _trackset_arrays(prefix: str, tracks: TrackSet) -> dict[str, np.ndarray]:

@@ -18,9 +18,20 @@ machines, which reach the package registries only):
   independent public projects download from it. Only the MSMT17 (combineall) files of the six
   architectures are listed here; for other training sets no mirror file name was found, so
   those entries have Drive only.
-- SHA-256: the one pinned value (osnet_x0_25 MSMT17 on Hugging Face) is the digest two
-  independent public projects record for that file; not recomputed here. Every other digest
-  is unknown (None): those files are verified by loading them into their architecture.
+- Which MSMT17 file is which: the zoo has two kinds of MSMT17 OSNet. The entries
+  `{architecture}_msmt17_combineall` are the `combineall=True` training (every MSMT17 image,
+  4101 identities), offered for use on other data; their Hugging Face names contain
+  `_msmt17_combineall_` (osnet_ain_x1_0's: `_msmt17_`), and public projects record the Drive
+  file of osnet_x0_25 (1Kkx2zW89jq_NETu4u42CFZTMVD5Hwm6e) as that combineall checkpoint. The
+  zoo's same-domain MSMT17 model (train split only, 1041 identities) is a different file with
+  a different digest; its download URL is not in the registry. Use a copy of it with
+  `--reid-model osnet_x0_25 --reid-weights FILE`.
+- SHA-256: osnet_x0_25 MSMT17 (combineall) is pinned for both sources: the digest two
+  independent public projects record for the Hugging Face file, and public projects record
+  the same digest for the Drive file; not recomputed here. The Drive file of osnet_x0_25
+  Market-1501 (same-domain, 751 identities) has the digest of the project's copy of that
+  model-zoo file. Every other digest is unknown (None): those files are checked only by
+  loading them into their architecture.
 - Ultralytics detectors: the release URL the installed ultralytics itself downloads from
   (`attempt_download_asset`, release v8.4.0 of ultralytics/assets).
 """
@@ -34,6 +45,8 @@ from typing import Literal
 from urllib.parse import parse_qs, urlparse
 
 Kind = Literal["detector", "reid"]
+#: How a file stands against the digests its entry knows (see `ModelEntry.digest_status`).
+DigestStatus = Literal["verified", "unverified", "mismatch"]
 
 HF_OSNET = "https://huggingface.co/kaiyangzhou/osnet/resolve/main/"
 GDRIVE = "https://drive.google.com/uc?id="
@@ -97,45 +110,74 @@ class ModelEntry:
         names += [s.file_name for s in self.sources if s.file_name and s.file_name not in names]
         return tuple(names)
 
+    def digest_status(self, sha256: str) -> DigestStatus:
+        """`verified` when the file is one a source publishes (its SHA-256 is known and equal);
+        `mismatch` when every source's digest is known and none is equal (not this model's
+        file); else `unverified`: it may come from a source whose digest is unknown, so only
+        loading it into its architecture checks it.
+
+        Example:
+            >>> entry = ModelEntry("reid", "m", "osnet_x0_25", "x", "m.pth", (Source("https://h/m.pth", "ab"),))
+            >>> entry.digest_status("AB"), entry.digest_status("cd")
+            ('verified', 'mismatch')
+        """
+        known = {source.sha256.lower() for source in self.sources if source.sha256}
+        if sha256.lower() in known:
+            return "verified"
+        if self.sources and all(source.sha256 for source in self.sources):
+            return "mismatch"
+        return "unverified"
+
 
 # --- re-identification -----------------------------------------------------------------------
 
 #: Google Drive IDs from torchreid's MODEL_ZOO.md, per architecture and training set.
 #: Same-domain models for the four widths; for osnet_ibn / osnet_ain the market1501 and
 #: dukemtmcreid files are the zoo's cross-domain models trained on that set
-#: (market1501 -> dukemtmcreid, dukemtmcreid -> market1501). "msmt17" is always the
-#: `combineall=True` model (every MSMT17 image), which the zoo offers for use on other data.
+#: (market1501 -> dukemtmcreid, dukemtmcreid -> market1501). "msmt17_combineall" is the
+#: `combineall=True` model (every MSMT17 image, 4101 identities), which the zoo offers for use
+#: on other data; the zoo's same-domain MSMT17 model (train split, 1041 identities) is another
+#: file, not listed here (see the module docstring).
 _DRIVE_IDS: dict[str, dict[str, str]] = {
     "osnet_x1_0": {
         "market1501": "1vduhq5DpN2q1g4fYEZfPI17MJeh9qyrA",
         "dukemtmcreid": "1QZO_4sNf4hdOKKKzKc-TZU9WW1v6zQbq",
-        "msmt17": "1IosIFlLiulGIjwW3H8uMRmx3MzPwf86x",
+        "msmt17_combineall": "1IosIFlLiulGIjwW3H8uMRmx3MzPwf86x",
     },
     "osnet_x0_75": {
         "market1501": "1ozRaDSQw_EQ8_93OUmjDbvLXw9TnfPer",
         "dukemtmcreid": "1IE3KRaTPp4OUa6PGTFL_d5_KQSJbP0Or",
-        "msmt17": "1fhjSS_7SUGCioIf2SWXaRGPqIY9j7-uw",
+        "msmt17_combineall": "1fhjSS_7SUGCioIf2SWXaRGPqIY9j7-uw",
     },
     "osnet_x0_5": {
         "market1501": "1PLB9rgqrUM7blWrg4QlprCuPT7ILYGKT",
         "dukemtmcreid": "1KoUVqmiST175hnkALg9XuTi1oYpqcyTu",
-        "msmt17": "1DHgmb6XV4fwG3n-CnCM0zdL9nMsZ9_RF",
+        "msmt17_combineall": "1DHgmb6XV4fwG3n-CnCM0zdL9nMsZ9_RF",
     },
     "osnet_x0_25": {
         "market1501": "1z1UghYvOTtjx7kEoRfmqSMu-z62J6MAj",
         "dukemtmcreid": "1eumrtiXT4NOspjyEV4j8cHmlOaaCGk5l",
-        "msmt17": "1Kkx2zW89jq_NETu4u42CFZTMVD5Hwm6e",
+        "msmt17_combineall": "1Kkx2zW89jq_NETu4u42CFZTMVD5Hwm6e",
     },
     "osnet_ibn_x1_0": {
         "market1501": "1uWW7_z_IcUmRNPqQOrEBdsvic94fWH37",
         "dukemtmcreid": "1CNxL1IP0BjcE1TSttiVOID1VNipAjiF3",
-        "msmt17": "1q3Sj2ii34NlfxA4LvmHdWO_75NDRmECJ",
+        "msmt17_combineall": "1q3Sj2ii34NlfxA4LvmHdWO_75NDRmECJ",
     },
     "osnet_ain_x1_0": {
         "market1501": "14bNFGm0FhwHEkEpYKqKiDWjLNhXywFAd",
         "dukemtmcreid": "1hypJvq8G04SOby6jvF337GEkg5K_bmCw",
-        "msmt17": "1SigwBE6mPdqiJMqhuIY4aqC7--5CsMal",
+        "msmt17_combineall": "1SigwBE6mPdqiJMqhuIY4aqC7--5CsMal",
     },
+}
+
+#: SHA-256 of model-zoo Drive files, by Drive ID, where one is known.
+_DRIVE_SHA256: dict[str, str] = {
+    # osnet_x0_25 market1501: the only osnet_x0_25 Market-1501 file of the zoo (751-way classifier)
+    "1z1UghYvOTtjx7kEoRfmqSMu-z62J6MAj": "c0ff09177a21417a19bc73bbf5af4eb5d2b097c2074ed35e67819ee6cd93612c",
+    # osnet_x0_25 msmt17_combineall: the digest public projects record for this Drive file, equal
+    # to the one recorded for the Hugging Face file (`_HF_MSMT17`); not recomputed here
+    "1Kkx2zW89jq_NETu4u42CFZTMVD5Hwm6e": "cf55163d78fc44c62c82f85ab62d39f10438679b5abe8c698ae08cfa84aa6e18",
 }
 
 _COMBINEALL = "_msmt17_combineall_256x128_amsgrad_ep150_stp60_lr0.0015_b64_fb10_softmax_labelsmooth_flip_jitter.pth"
@@ -156,7 +198,7 @@ _HF_MSMT17: dict[str, tuple[str, str | None]] = {
 }
 
 _TRAINING_SETS = {
-    "msmt17": "MSMT17, all images (combineall)",
+    "msmt17_combineall": "MSMT17, all images (combineall, 4101 identities)",
     "market1501": "Market-1501",
     "dukemtmcreid": "DukeMTMC-reID",
 }
@@ -165,12 +207,13 @@ _TRAINING_SETS = {
 def _osnet_entries() -> list[ModelEntry]:
     entries = []
     for architecture, drive_ids in _DRIVE_IDS.items():
-        for training_set in ("msmt17", "market1501", "dukemtmcreid"):
+        for training_set in ("msmt17_combineall", "market1501", "dukemtmcreid"):
             sources: list[Source] = []
-            if training_set == "msmt17":  # Hugging Face first: no quota, no confirmation page
+            if training_set == "msmt17_combineall":  # Hugging Face first: no quota, no confirmation page
                 file_name, sha256 = _HF_MSMT17[architecture]
                 sources.append(Source(HF_OSNET + file_name, sha256=sha256))
-            sources.append(Source(GDRIVE + drive_ids[training_set]))
+            drive_id = drive_ids[training_set]
+            sources.append(Source(GDRIVE + drive_id, sha256=_DRIVE_SHA256.get(drive_id)))
             entries.append(
                 ModelEntry(
                     kind="reid",
@@ -231,15 +274,18 @@ MODELS: tuple[ModelEntry, ...] = (
 )
 
 #: What `--reid-model auto` downloads when no OSNet is in the cache and the machine is online:
-#: the full-width OSNet trained on all of MSMT17, the zoo's model for use on other data.
-AUTO_REID = "osnet_x1_0_msmt17"
+#: osnet_x0_25 trained on all of MSMT17, the zoo's model for use on other data. x0.25 because it
+#: is the only OSNet measured on this project's data (its train-split MSMT17 sibling, in
+#: bench/quality.py) and the fastest of the family (about a fifth of osnet_x1_0's compute);
+#: osnet_x1_0 was never measured here.
+AUTO_REID = "osnet_x0_25_msmt17_combineall"
 
 
 def find(name: str, kind: Kind | None = None) -> ModelEntry | None:
     """The entry called `name` (of `kind`, when given), or None.
 
     Example:
-        >>> find("osnet_x0_25_msmt17").architecture
+        >>> find("osnet_x0_25_msmt17_combineall").architecture
         'osnet_x0_25'
         >>> find("yolo11n.pt", "reid") is None
         True

@@ -196,43 +196,57 @@ def render_report(data: ReportData) -> str:
 
 
 def _summary_section(data: ReportData) -> str:
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in data.facts)
+    rows = "".join(f"<tr><th>{_text(k)}</th><td>{_text(v)}</td></tr>" for k, v in data.facts)
     out = ['<section id="summary"><h2>Run</h2><div class="tables">', f"<table>{rows}</table>"]
     if data.timings:
         body = "".join(
-            f"<tr><th>{html.escape(stage)}</th><td>{seconds:.2f} s</td></tr>" for stage, seconds in data.timings.items()
+            f"<tr><th>{_text(stage)}</th><td>{seconds:.2f} s</td></tr>" for stage, seconds in data.timings.items()
         )
         total = sum(data.timings.values())
         out.append(f'<table class="timings"><tr><th colspan="2">time per stage</th></tr>{body}')
         out.append(f"<tr><th>total</th><td>{total:.2f} s</td></tr></table>")
     if data.models:
-        body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in data.models.items())
+        body = "".join(f"<tr><th>{_text(k)}</th><td>{_text(v)}</td></tr>" for k, v in data.models.items())
         out.append(f'<table class="models"><tr><th colspan="2">models</th></tr>{body}</table>')
-    if data.scores is not None:
+    if isinstance(data.scores, dict):
         out.append(_scores_table(data.scores))
     out.append("</div>")
     if data.corrections:
-        items = "".join(f"<li>{html.escape(c)}</li>" for c in data.corrections)
+        items = "".join(f"<li>{_text(c)}</li>" for c in data.corrections)
         out.append(f'<h3>Manual corrections</h3><ul class="corrections">{items}</ul>')
     if data.notes:
-        items = "".join(f"<li>{html.escape(n)}</li>" for n in data.notes)
+        items = "".join(f"<li>{_text(n)}</li>" for n in data.notes)
         out.append(f'<h3>Notes</h3><ul class="notes">{items}</ul>')
     out.append("</section>")
     return "".join(out)
 
 
 def _scores_table(scores: dict[str, dict[str, Any]]) -> str:
-    columns = [name for name in ("raw", "merged") if name in scores]
+    columns = [name for name in ("raw", "merged") if isinstance(scores.get(name), dict)]
     head = "".join(f"<th>{c}</th>" for c in columns)
     body = []
     for key, label, percent in SCORE_ROWS:
         cells = []
         for c in columns:
-            value = scores[c].get(key)
-            text = "" if value is None else (f"{100 * value:.1f}%" if percent else str(value))
-            cells.append(f"<td>{text}</td>")
+            cells.append(f"<td>{_score_text(scores[c].get(key), percent)}</td>")
         body.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
     return f'<table class="scores"><tr><th>against ground truth</th>{head}</tr>{"".join(body)}</table>'
+
+
+def _text(value: Any) -> str:
+    """Any value read back from a run's files as HTML text: it may have been edited by anyone."""
+    return html.escape(str(value))
+
+
+def _score_text(value: Any, percent: bool) -> str:
+    """A score cell: numbers formatted, anything else (a hand-edited tracks.json) escaped.
+
+    >>> _score_text(0.5, True), _score_text(3, False), _score_text("<b>", True)
+    ('50.0%', '3', '&lt;b&gt;')
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{100 * value:.1f}%" if percent else str(value)
+    return "" if value is None else html.escape(str(value))
 
 
 def _person_gallery(data: ReportData, person: int) -> str:

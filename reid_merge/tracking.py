@@ -84,7 +84,11 @@ def resolve_detector(spec: str) -> tuple[Path, str]:
             "is not on disk and could not be fetched",
         )
     path = Path(spec).expanduser()
-    if path.is_file():
+    try:
+        given = path.is_file()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise UsageError(f"detector {spec[:60]!r}: not a file name ({exc.strerror})") from None
+    if given:
         return path, "user-supplied weights"
     if path.suffix == ".pt" and path.parent == Path("."):
         found = _find_local(path.name) or _download(path.name)
@@ -122,6 +126,7 @@ def load_detector(spec: str = "auto") -> tuple[Any, DetectorInfo]:
     from ultralytics import YOLO
 
     weights, source = resolve_detector(spec)
+    check_detector_pickle(weights)
     try:
         model = YOLO(str(weights), task="detect")
     except Exception as exc:  # ultralytics raises many types for a bad checkpoint
@@ -134,6 +139,54 @@ def load_detector(spec: str = "auto") -> tuple[Any, DetectorInfo]:
         person_classes=person_classes(dict(model.names)),
     )
     return model, info
+
+
+#: Globals an ultralytics checkpoint may name besides network layers: plain records of its
+#: training settings. Each only stores the values it is given.
+_RECORD_CLASSES = ("ultralytics.utils.IterableSimpleNamespace", "types.SimpleNamespace", "argparse.Namespace")
+_LAYER_MODULES = ("torch.nn.modules.", "ultralytics.nn.")
+
+
+def check_detector_pickle(weights: Path) -> None:
+    """Refuse a detector checkpoint whose pickle names anything but network layers.
+
+    ultralytics unpickles its checkpoints in full (`weights_only=False`: they hold the model
+    object), so a file from elsewhere could run any code it names. Here the file is first
+    read with torch's restricted unpickler, allowing only the classes of torch's and
+    ultralytics' layers, settings records and numpy numbers; only a file that loads that way,
+    and so names nothing else, is handed to ultralytics.
+
+    Raises:
+        ModelError: The file names something else, or is not a torch checkpoint.
+    """
+    import torch
+
+    from reid_merge.embedding import restricted_load
+
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(weights))
+    except Exception:  # a legacy or damaged file: the restricted load says what it is
+        names = []
+    layers = [found for found in map(_layer_class, names) if found is not None]
+    restricted_load(weights, layers, "a detector's layers", "a loadable YOLO checkpoint")
+
+
+def _layer_class(name: str) -> type | None:
+    """The class `name` names when it is a torch or ultralytics layer or a settings record."""
+    import importlib
+
+    import torch
+
+    if not (name.startswith(_LAYER_MODULES) or name in _RECORD_CLASSES):
+        return None
+    module_name, _, attribute = name.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        return None
+    if not isinstance(found, type):
+        return None
+    return found if name in _RECORD_CLASSES or issubclass(found, torch.nn.Module) else None
 
 
 def check_tracker_config(tracker: str) -> str:

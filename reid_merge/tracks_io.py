@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reid_merge.atomic import write_text_atomic
-from reid_merge.errors import InputError
+from reid_merge.errors import InputError, excerpt
 from reid_merge.tracks import TrackSet
 
 JSON_FORMAT = "reid-merge.tracks"
@@ -68,7 +68,7 @@ def read_mot_table(
     rows: list[list[float]] = []
     counts: list[int] = []
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark, as Windows tools write, is no field
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read as text ({exc.__class__.__name__})") from None
     for line_no, line in enumerate(text.splitlines(), start=1):
@@ -187,13 +187,15 @@ def read_tracks_json(path: Path) -> TrackSet:
 def read_json_object(path: Path) -> dict[str, Any]:
     """A JSON file that must hold an object; any problem is an `InputError` naming the file."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({exc.__class__.__name__})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     except RecursionError:
         raise InputError(f"{path}: JSON nested too deeply") from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4300)
+        raise InputError(f"{path}: not valid JSON ({str(exc)[:80]})") from None
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object")
     return doc
@@ -212,13 +214,13 @@ def tracks_from_json(doc: Any, where: str) -> TrackSet:
             raise InputError(f"{at}: expected an object with 'track_id' and 'detections'")
         track_id = entry["track_id"]
         if not isinstance(track_id, int) or isinstance(track_id, bool) or not 0 <= track_id <= MAX_INTEGER:
-            raise InputError(f"{at}.track_id: expected an integer >= 0 and <= 2**53, got {track_id!r}")
+            raise InputError(f"{at}.track_id: expected an integer >= 0 and <= 2**53, got {excerpt(track_id)}")
         if not isinstance(entry["detections"], list):
             raise InputError(f"{at}.detections: expected a list")
         for j, det in enumerate(entry["detections"]):
             where_det = f"{at}.detections[{j}]"
             if not isinstance(det, list) or len(det) != 6 or not all(_is_finite_number(v) for v in det):
-                raise InputError(f"{where_det}: expected [frame, x1, y1, x2, y2, score] numbers, got {det!r}")
+                raise InputError(f"{where_det}: expected [frame, x1, y1, x2, y2, score] numbers, got {excerpt(det)}")
             f, x1, y1, x2, y2, s = det
             _check_detection(where_det, f, track_id, x1, y1, x2 - x1, y2 - y1)
             frames.append(int(f))

@@ -57,6 +57,9 @@ def probe_video(path: Path) -> VideoInfo:
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     finally:
         capture.release()
+    timed = _rate_from_timestamps(path, fps)
+    if timed is not None:
+        count, fps = timed
     return VideoInfo(
         path=str(path),
         kind="video",
@@ -65,6 +68,59 @@ def probe_video(path: Path) -> VideoInfo:
         width=int(width),
         height=int(height),
     )
+
+
+#: Packets whose timestamps are compared with the container's nominal rate.
+_TIMESTAMP_SAMPLE = 300
+#: Relative difference beyond which the timestamps' rate wins over the nominal one.
+_RATE_TOLERANCE = 0.05
+
+
+def _rate_from_timestamps(path: Path, nominal_fps: float) -> tuple[int, float] | None:
+    """`(frames, fps)` from the stream's packet timestamps when their rate disagrees with
+    the container's nominal one, else None.
+
+    Phone and screen recordings often declare one rate (a Matroska default duration of
+    30 fps) and time their frames at another (10 fps): OpenCV then reports the nominal rate
+    and a frame count of duration x that rate. The first packets are compared; only when
+    they disagree is the rest of the stream demuxed (no decoding) to count the frames and
+    average the rate over the whole video.
+    """
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            packets = container.demux(stream)
+            stamps = [p.pts for p in _first(packets, _TIMESTAMP_SAMPLE) if p.pts is not None and p.size]
+            rate = _timestamp_rate(stamps, stream.time_base)
+            if rate is None or abs(rate - nominal_fps) <= _RATE_TOLERANCE * max(rate, nominal_fps):
+                return None
+            stamps += [p.pts for p in packets if p.pts is not None and p.size]
+            rate = _timestamp_rate(stamps, stream.time_base)
+    except (av.error.FFmpegError, IndexError, OSError):
+        return None  # OpenCV read the video; its nominal rate stands
+    return (len(stamps), rate) if rate is not None and 0 < rate < 1000 else None
+
+
+def _first(items: Iterator[Any], count: int) -> Iterator[Any]:
+    for index, item in enumerate(items):
+        yield item
+        if index + 1 == count:
+            return
+
+
+def _timestamp_rate(stamps: list[int], time_base: Any) -> float | None:
+    """Frames per second from presentation timestamps in `time_base` units (any order).
+
+    >>> from fractions import Fraction
+    >>> _timestamp_rate([0, 300, 100, 200], Fraction(1, 1000))
+    10.0
+    """
+    if len(stamps) < 2 or time_base is None:
+        return None
+    span = float((max(stamps) - min(stamps)) * time_base)
+    return (len(stamps) - 1) / span if span > 0 else None
 
 
 def _probe_sequence(folder: Path) -> VideoInfo:

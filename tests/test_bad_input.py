@@ -167,6 +167,10 @@ def bad_ground_truth(tmp: Path) -> tuple[list, str]:
     return ["run", SAMPLE, "--gt", gt], str(gt)
 
 
+BILLION_LAUGHS = "detector:\n  - &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"  - &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi")
+)
+
 ERRORS = [
     # video inputs
     pytest.param(run_on(lambda t: t / "missing.mp4"), 3, "no such file", id="missing-video"),
@@ -196,6 +200,12 @@ ERRORS = [
     ),
     pytest.param(merge_tracks("{ not json", "tracks.json"), 3, "not valid JSON", id="tracks-json-garbage"),
     pytest.param(
+        merge_tracks('{"tracks": [{"track_id": ' + "9" * 5000 + "}]}", "tracks.json"),
+        3,
+        "not valid JSON (Exceeds the limit",
+        id="tracks-json-5000-digits",
+    ),
+    pytest.param(
         lambda t: (["merge", folder(t), "--video", SAMPLE], str(t / "videos")),
         3,
         "is a folder",
@@ -207,6 +217,14 @@ ERRORS = [
     pytest.param(config_file("threshold: [0.5\n"), 2, "not a readable YAML", id="config-not-yaml"),
     pytest.param(
         lambda t: (["run", SAMPLE, "--config", folder(t)], str(t / "videos")), 2, "is a folder", id="config-dir"
+    ),
+    # nine levels of nine aliases: 9**9 strings if expanded, and the message would print them all
+    pytest.param(config_file(BILLION_LAUGHS), 2, "line 3: YAML aliases (*name) are not accepted", id="config-aliases"),
+    pytest.param(config_file("dispersion_weight: .inf\n"), 2, "expected a finite number", id="config-inf"),
+    pytest.param(config_file("threshold: .nan\n"), 2, "threshold: expected in [0, 2]", id="config-nan"),
+    pytest.param(config_file("image_size: 32000\n"), 2, "up to 4096, got 32000", id="config-image-size-huge"),
+    pytest.param(
+        config_file(f"detector: [{'x, ' * 50_000}]\n"), 2, "expects str, got ['x', 'x'", id="config-huge-value-excerpt"
     ),
     # contradictory or out-of-range options
     pytest.param(run_sample("--persons", "0", names="persons"), 2, ">= 1", id="persons-zero"),

@@ -211,6 +211,10 @@ def test_mistakes_are_usage_and_input_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no video files"):
         run_batch(tmp_path / "empty", tmp_path / "out", CONFIG)
+    # `batch in -o in`: every video is under the output root, so none is an input; say why.
+    for out in (tmp_path / "in", tmp_path):
+        with pytest.raises(InputError, match=r"in: is inside the output root .*write the outputs elsewhere"):
+            run_batch(tmp_path / "in", out, CONFIG)
 
 
 # --- workers -----------------------------------------------------------------------------

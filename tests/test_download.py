@@ -56,6 +56,24 @@ def make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 server.release.wait(STALL_SECONDS)
                 self.close_connection = True
+            elif path == "/huge.bin":  # announces 10 GB; a client that believes it fills the disk
+                self._headers(10 << 30)
+                self.wfile.write(PAYLOAD)
+                self.close_connection = True
+            elif path == "/unsized.bin":  # no Content-Length: the client learns the size as it reads
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                self.wfile.write(PAYLOAD)
+                self.close_connection = True
+            elif path == "/trickle.bin":  # a byte at a time, each well within the read timeout
+                self._headers(len(PAYLOAD))
+                for k in range(len(PAYLOAD)):
+                    if server.release.wait(0.2):
+                        break
+                    self.wfile.write(PAYLOAD[k : k + 1])
+                    self.wfile.flush()
+                self.close_connection = True
             elif path == "/page.html":
                 body = b"<html><body>Sign in to continue</body></html>"
                 self._headers(len(body), "text/html; charset=utf-8")
@@ -147,8 +165,8 @@ def test_checksum_mismatch_names_both_digests(server: Server, tmp_path: Path) ->
 
 def test_size_mismatch(server: Server, tmp_path: Path) -> None:
     target = tmp_path / "cache" / "model.pth"
-    with pytest.raises(ModelError, match=f"size {len(PAYLOAD)} bytes, expected 12"):
-        download_to(target, [Source(f"{server.url}/good.bin", size=12)])
+    with pytest.raises(ModelError, match=f"size {len(PAYLOAD)} bytes, expected {2 * len(PAYLOAD)}"):
+        download_to(target, [Source(f"{server.url}/good.bin", size=2 * len(PAYLOAD))])
     assert leftovers(target.parent) == []
 
 
@@ -158,6 +176,36 @@ def test_stalled_server_times_out(server: Server, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"no data for 1 s after 1000 bytes \(server stalled\)"):
         download_to(target, [Source(f"{server.url}/stall.bin")], timeout=1.0)
     assert time.monotonic() - start < STALL_SECONDS / 2
+    assert leftovers(target.parent) == []
+
+
+def test_announced_size_beyond_the_cap_is_refused_before_writing(server: Server, tmp_path: Path) -> None:
+    target = tmp_path / "cache" / "model.pth"
+    with pytest.raises(ModelError, match=r"huge\.bin: announces 10737418240 bytes, more than the 4096 expected"):
+        download_to(target, [Source(f"{server.url}/huge.bin", size=4096)])
+    assert leftovers(target.parent) == []
+
+
+@pytest.mark.parametrize("size", [4096, None], ids=["registry-size", "no-size-known"])
+def test_more_bytes_than_the_cap_fail_the_source(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int | None
+) -> None:
+    """Without a Content-Length the cap holds as data arrives: the registry's size, else the
+    sane maximum (made tiny here)."""
+    monkeypatch.setattr(download, "MAX_DOWNLOAD_BYTES", 4096)
+    target = tmp_path / "cache" / "model.pth"
+    with pytest.raises(ModelError, match="sent more than 4096 bytes"):
+        download_to(target, [Source(f"{server.url}/unsized.bin", size=size)])
+    assert leftovers(target.parent) == []
+
+
+def test_a_trickling_server_is_stopped_by_the_deadline(server: Server, tmp_path: Path) -> None:
+    """One byte every 0.2 s never trips a 2 s read timeout; the 1 s deadline stops it."""
+    target = tmp_path / "cache" / "model.pth"
+    start = time.monotonic()
+    with pytest.raises(ModelError, match=r"trickle\.bin: not complete after 1 s \(\d+ bytes\)"):
+        download_to(target, [Source(f"{server.url}/trickle.bin")], timeout=2.0, deadline=1.0)
+    assert time.monotonic() - start < 1.0 + 2.0 + 1.0  # the deadline, at most one read, slack
     assert leftovers(target.parent) == []
 
 
@@ -255,9 +303,11 @@ def osnet_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 def local_entry(server: Server, *paths: str) -> ModelEntry:
-    """The registry's osnet_x0_25_msmt17 with its sources moved to the local server."""
-    entry = registry.get("osnet_x0_25_msmt17")
-    return replace(entry, name="test_osnet_x0_25_msmt17", sources=tuple(Source(server.url + p) for p in paths))
+    """The registry's osnet_x0_25_msmt17_combineall with its sources moved to the local server."""
+    entry = registry.get("osnet_x0_25_msmt17_combineall")
+    return replace(
+        entry, name="test_osnet_x0_25_msmt17_combineall", sources=tuple(Source(server.url + p) for p in paths)
+    )
 
 
 def test_fetch_model_verifies_by_loading(server: Server, osnet_bytes: bytes, tmp_path: Path) -> None:
@@ -265,7 +315,7 @@ def test_fetch_model_verifies_by_loading(server: Server, osnet_bytes: bytes, tmp
     server.files["/garbage.pth"] = b"not a checkpoint" * 100
     entry = local_entry(server, "/garbage.pth", "/osnet.pth")
     path, fetched = fetch_model(entry, tmp_path / "cache")
-    assert fetched and path == tmp_path / "cache" / "osnet_x0_25_msmt17.pth"
+    assert fetched and path == tmp_path / "cache" / "osnet_x0_25_msmt17_combineall.pth"
     assert path.read_bytes() == osnet_bytes
     assert server.requests == ["/garbage.pth", "/osnet.pth"]
     again, fetched_again = fetch_model(entry, tmp_path / "cache")  # present: no request
@@ -274,7 +324,9 @@ def test_fetch_model_verifies_by_loading(server: Server, osnet_bytes: bytes, tmp
 
 def test_fetch_model_wrong_architecture(server: Server, osnet_bytes: bytes, tmp_path: Path) -> None:
     server.files["/osnet.pth"] = osnet_bytes
-    entry = replace(local_entry(server, "/osnet.pth"), architecture="osnet_x1_0", filename="osnet_x1_0_msmt17.pth")
+    entry = replace(
+        local_entry(server, "/osnet.pth"), architecture="osnet_x1_0", filename="osnet_x1_0_msmt17_combineall.pth"
+    )
     with pytest.raises(ModelError, match=r"not a usable checkpoint \(ModelError: .*does not fit osnet_x1_0"):
         fetch_model(entry, tmp_path / "cache")
     assert leftovers(tmp_path / "cache") == []
@@ -287,7 +339,7 @@ def test_auto_downloads_when_online(
     from reid_merge.embedding import load_embedder
 
     server.files["/osnet.pth"] = osnet_bytes
-    entry = replace(local_entry(server, "/osnet.pth"), name="osnet_x0_25_msmt17")
+    entry = replace(local_entry(server, "/osnet.pth"), name="osnet_x0_25_msmt17_combineall")
     others = tuple(e for e in registry.MODELS if e.name != entry.name)
     monkeypatch.setattr(registry, "MODELS", (*others, entry))
     monkeypatch.setattr(registry, "AUTO_REID", entry.name)
@@ -295,8 +347,8 @@ def test_auto_downloads_when_online(
     monkeypatch.setattr(download, "is_online", lambda host, *a, **k: host == "127.0.0.1")
     _, info = load_embedder("auto", device="cpu")
     assert info.name == "osnet_x0_25"
-    assert Path(info.weights) == (tmp_path / "cache" / "osnet_x0_25_msmt17.pth").resolve()
-    assert "torchreid model zoo osnet_x0_25_msmt17" in info.source
+    assert Path(info.weights) == (tmp_path / "cache" / "osnet_x0_25_msmt17_combineall.pth").resolve()
+    assert "torchreid model zoo osnet_x0_25_msmt17_combineall" in info.source
 
 
 def test_auto_stays_offline_when_told(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -308,7 +360,7 @@ def test_auto_stays_offline_when_told(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_auto_falls_back_when_every_mirror_fails(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    entry = replace(local_entry(server, "/missing.bin"), name="osnet_x0_25_msmt17")
+    entry = replace(local_entry(server, "/missing.bin"), name="osnet_x0_25_msmt17_combineall")
     others = tuple(e for e in registry.MODELS if e.name != entry.name)
     monkeypatch.setattr(registry, "MODELS", (*others, entry))
     monkeypatch.setattr(registry, "AUTO_REID", entry.name)
@@ -316,7 +368,7 @@ def test_auto_falls_back_when_every_mirror_fails(
     monkeypatch.setattr(download, "is_online", lambda *a, **k: True)
     assert obtain_auto_reid() is None
     assert "using the offline model instead" in caplog.text
-    assert not (tmp_path / "cache" / "osnet_x0_25_msmt17.pth").exists()
+    assert not (tmp_path / "cache" / "osnet_x0_25_msmt17_combineall.pth").exists()
 
 
 def test_cli_download_into_cache_dir(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -300,3 +302,177 @@ def test_parse_merge() -> None:
     assert parse_merge("3,17,20") == [3, 17, 20]
     with pytest.raises(UsageError):
         parse_merge("3,3")
+
+
+# --- values read back from a run's files are data, never markup or shell -------------------------
+
+
+def test_values_read_back_from_tracks_json_are_escaped_in_the_report(tmp_path: Path, pristine_run: Path) -> None:
+    run = tmp_path / "run $(touch pwned)"
+    shutil.copytree(pristine_run, run)
+    doc = json.loads((run / "tracks.json").read_text())
+    script = "<script>document.title='owned'</script>"
+    doc["evaluation"]["raw"]["idf1"] = script
+    doc["evaluation"]["raw"]["num_gt_ids"] = script
+    doc["notes"] = [*doc.get("notes", []), f"<img src=x onerror=alert(1)>{script}"]
+    doc["models"]["reid"]["name"] = script
+    (run / "tracks.json").write_text(json.dumps(doc))
+
+    apply_plan(run, splits=[3], write_video=False)
+
+    page = (run / "report.html").read_text()
+    assert "document.title='owned'" not in page and "<img src=x" not in page
+    assert page.count("&lt;script&gt;document.title=&#x27;owned&#x27;&lt;/script&gt;") >= 4
+    # The command shown to correct this run is one shell word per argument, whatever the folder's name.
+    hint = page.split("To correct the merge: <code>")[1].split("</code>")[0]
+    import html
+    import shlex
+
+    assert shlex.split(html.unescape(hint))[:3] == ["reid-merge", "apply", str(run)]
+
+
+def _cache_with(source: Path, target: Path, name: str, npy: bytes) -> Path:
+    """A copy of the cache `source` whose array `name` is replaced by the raw `.npy` bytes `npy`."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as new:
+        for member in old.infolist():
+            new.writestr(member.filename, npy if member.filename == f"{name}.npy" else old.read(member))
+    return target
+
+
+def _npy_header(shape: tuple[int, ...], dtype: str = "<f8") -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make_npy", "message"),
+    [
+        # A header that claims 3.2 GB over 64 bytes: np.load would allocate what it claims.
+        (lambda: _npy_header((20000, 20000)) + bytes(64), "claims (20000, 20000) float64 but holds 64 bytes"),
+        # An honest 72 MB array that does not fit the run's 4 tracks: refused before it is read.
+        (lambda: _npy_header((3000, 3000)) + bytes(3000 * 3000 * 8), "has shape (3000, 3000), which does not fit"),
+        (lambda: _npy_header((4,), "|O") + bytes(32), "claims (4,) object"),
+    ],
+    ids=["lying-header", "too-large-for-the-run", "objects"],
+)
+def test_cache_arrays_are_size_checked_from_their_headers(
+    pristine_run: Path, tmp_path: Path, make_npy: Callable[[], bytes], message: str
+) -> None:
+    import tracemalloc
+
+    bad = _cache_with(pristine_run / CACHE_NAME, tmp_path / CACHE_NAME, "similarity", make_npy())
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="malformed merge cache") as caught:
+            MergeCache.load(bad)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert message in str(caught.value) and str(bad) in str(caught.value)
+    assert peak < 20_000_000, f"{peak} bytes allocated while refusing the cache"
+
+
+# --- apply with a plan or run folder that was edited, moved or cannot be written -----------------
+
+
+def _edit_plan(run: Path, target: Path, **changes: object) -> Path:
+    doc = json.loads((run / PLAN_NAME).read_text())
+    doc.update(changes)
+    target.write_text(json.dumps(doc))
+    return target
+
+
+def test_plan_naming_another_video_is_refused(run_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.mp4"
+    with av.open(str(other), "w") as container:  # another clip: 32x32, 3 frames
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(3):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    edited = _edit_plan(run_dir, tmp_path / "edited.json", video=str(other))
+    before = snapshot(run_dir)
+    with pytest.raises(InputError, match=r"other\.mp4: 32x32, 3 frames, but the run was made from a \d+x\d+ video"):
+        apply_plan(run_dir, plan_path=edited)
+    assert snapshot(run_dir) == before
+
+
+def test_relative_video_in_a_plan_is_beside_the_run(
+    run_dir: Path, pristine_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(json.loads((pristine_run / PLAN_NAME).read_text())["video"], run_dir / "clip.mp4")
+    edited = _edit_plan(run_dir, tmp_path / "edited.json", video="clip.mp4")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # not the run folder: the path must not be taken from here
+    old_video = (run_dir / "annotated.mp4").read_bytes()
+    result = apply_plan(run_dir, splits=[3], plan_path=edited)
+    assert not any("gone" in note or "removed" in note for note in result.notes), result.notes
+    assert (run_dir / "annotated.mp4").read_bytes() != old_video  # rewritten, not deleted
+    assert read_plan(run_dir / PLAN_NAME)[0]["video"] == str(run_dir / "clip.mp4")
+
+
+@pytest.mark.parametrize(
+    ("where", "edit", "message"),
+    [
+        ("plan", lambda d: d.update(corrections=[{"merge": 5}]), 'corrections[0]: expected {"merge": [track IDs]}'),
+        ("plan", lambda d: d.update(run_timings={"track": "slow"}), "expected 'run_timings' to map stages to seconds"),
+        ("tracks", lambda d: d["parameters"].update(threshold="abc"), "parameters.threshold: expected a number"),
+        ("tracks", lambda d: d.update(notes="one note"), "expected 'notes' to be a JSON list"),
+        ("tracks", lambda d: d.update(evaluation="high"), "expected 'evaluation' to be a JSON dict"),
+        ("tracks", lambda d: d["summary"].update(frames=1.5), "summary.frames: expected an integer"),
+    ],
+    ids=["merge-not-a-list", "timings-not-numbers", "threshold-not-a-number", "notes", "evaluation", "frames"],
+)
+def test_malformed_optional_fields_are_input_errors(run_dir: Path, where: str, edit, message: str) -> None:
+    name = PLAN_NAME if where == "plan" else "tracks.json"
+    doc = json.loads((run_dir / name).read_text())
+    edit(doc)
+    (run_dir / name).write_text(json.dumps(doc))
+    before = snapshot(run_dir)
+    result = reid_merge("apply", run_dir, "--split", "3", "--no-video")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip().startswith(f"error: {run_dir / name}: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # no "annotated.mp4 removed" before the error
+    assert snapshot(run_dir) == before
+
+
+def test_full_disk_while_writing_is_an_input_error_naming_the_folder(run_dir: Path) -> None:
+    """A file-size limit makes the writes fail as a full disk does (EFBIG rather than ENOSPC)."""
+    import resource
+    import signal
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+
+    before = snapshot(run_dir)
+    result = subprocess.run(
+        [sys.executable, "-m", "reid_merge", "apply", str(run_dir), "--split", "3", "--no-video"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(Path.home())},
+        preexec_fn=small_files,
+    )
+    assert result.returncode == 3, result.stderr
+    line = result.stderr.strip()
+    assert line.startswith(f"error: {run_dir}: cannot write the outputs: File too large"), line
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert snapshot(run_dir) == before
+
+
+def test_plan_with_a_byte_order_mark_reads_and_huge_numbers_are_input_errors(run_dir: Path, tmp_path: Path) -> None:
+    text = (run_dir / PLAN_NAME).read_text()
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert read_plan(bom)[1] == read_plan(run_dir / PLAN_NAME)[1]
+    huge = tmp_path / "huge.json"
+    huge.write_text(text.replace('"track_id": 1,', '"track_id": ' + "1" * 5000 + ",", 1))
+    with pytest.raises(InputError, match=r"huge\.json: not valid JSON \(Exceeds the limit"):
+        read_plan(huge)

@@ -284,3 +284,13 @@ def test_as_written_is_what_a_written_file_reads_back(tmp_path: Path) -> None:
     for name in ("frame", "track_id", "xyxy", "score"):
         np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
     assert not np.array_equal(got.xyxy, tracks.sorted().xyxy)  # rounded to 0.01 px
+
+
+def test_byte_order_mark_is_not_part_of_the_first_field(tmp_path: Path) -> None:
+    """Windows tools write UTF-8 with a BOM; it must not make frame 1 'not a number'."""
+    txt = tmp_path / "tracks.txt"
+    txt.write_bytes("\ufeff1,1,10,20,30,40,0.9\n2,1,12,20,30,40,0.9\n".encode())
+    assert read_tracks(txt).frame.tolist() == [1, 2]
+    doc = tmp_path / "tracks.json"
+    doc.write_bytes(("\ufeff" + '{"tracks": [{"track_id": 3, "detections": [[1, 1, 2, 11, 22, 0.5]]}]}').encode())
+    assert read_tracks(doc).track_id.tolist() == [3]

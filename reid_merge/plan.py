@@ -179,6 +179,8 @@ _CACHE_SHAPES = {
         for prefix, rows in (("det", "d"), ("gt", "g"))
         for name, dims in (("frame", rows), ("track_id", rows), ("xyxy", rows + "4"), ("score", rows))
     },
+    "gt_considered": "g",
+    "gt_class": "g",
     "track_ids": "n",
     "similarity": "nn",
     "appearance": "nn",

@@ -125,7 +125,8 @@ class MergeOutcome:
     `tracks` are the raw tracks after splitting impure ones (the raw tracks themselves when
     nothing was split); `track_ids`, `mapping` and `similarity` refer to them. `similarity` is
     appearance alone; `distance` and `cannot_link` are what the clustering was given
-    (1 - appearance, NaN for tracks whose crops are too few to compare; shared frames), None
+    (1 - appearance, NaN for tracks whose crops are too few to compare; shared frames and
+    hand-overs faster than a walk), None
     where the outcome was built without them. `threshold` is the distance at which chains of
     stitched tracks were joined (-1: none could be joined with confidence), and `calibration`
     what the video taught: the hand-over bounds, the crowding, how people score.
@@ -407,9 +408,11 @@ def decide_merge(
     )
     chain_shared_frame = any_between(shared_frame, chain, num_chains)
     cannot_link = chain_shared_frame.copy()
+    never = shared_frame.copy()  # track pairs that can never be one person by appearance
     if config.motion_gate:
-        unreachable = ~reachable(error, gap, config.motion_slack_heights, config.motion_heights_per_second)
-        cannot_link |= any_between(unreachable, chain, num_chains)
+        never |= ~reachable(error, gap, config.motion_slack_heights, config.motion_heights_per_second)
+        np.fill_diagonal(never, False)
+        cannot_link |= any_between(never, chain, num_chains)
     np.fill_diagonal(cannot_link, False)
     chain_doubtful = np.zeros(num_chains, dtype=bool)
     chain_doubtful[chain[doubtful]] = True  # doubtful tracks are never stitched: chains of their own
@@ -461,7 +464,7 @@ def decide_merge(
         whitening is not None,
         splits,
         1.0 - appearance,
-        shared_frame,
+        never,
         int(too_few_crops.sum()),
         threshold,
         calibration,

@@ -511,9 +511,9 @@ def check_run_document(document: Mapping[str, Any], path: Path) -> None:
         if key in document and not isinstance(document[key], kind):
             raise InputError(f"{path}: expected '{key}' to be a JSON {kind.__name__}, got {excerpt(document[key])}")
     params = document.get("parameters", {})
-    threshold, persons = params.get("threshold", 0.65), params.get("persons")
-    if not (_is_number(threshold) and 0 <= threshold <= 2):
-        raise InputError(f"{path}: parameters.threshold: expected a number in [0, 2], got {excerpt(threshold)}")
+    threshold, persons = params.get("threshold"), params.get("persons")
+    if threshold is not None and not (_is_number(threshold) and 0 <= threshold <= 2):
+        raise InputError(f"{path}: parameters.threshold: expected a number in [0, 2] or null, got {excerpt(threshold)}")
     if persons is not None and not _is_int(persons):
         raise InputError(f"{path}: parameters.persons: expected an integer or null, got {excerpt(persons)}")
     frames = document.get("summary", {}).get("frames", 0)

@@ -178,7 +178,8 @@ def render_report(data: ReportData) -> str:
         "above), appearance vetoing; the chains were then joined where appearance alone is "
         "decisive, at the line below, which this video set: it is where the estimated share of wrong "
         "joins, judged against how pairs that share a frame (two people) score, meets the target. "
-        "Dark cells: pairs that share a frame; light grey: tracks held apart "
+        "Dark cells: pairs that can never be one person (they share a frame, or one could not have "
+        "walked to where the other starts); light grey: tracks held apart "
         "(no usable crop, or a short low-confidence track). Lines separate persons.</p>"
         f'<img class="chart" id="heatmap" alt="similarity heatmap" src="{charts["heatmap"]}">'
         f"<p>Pairs that could be joined, same person vs different persons "

@@ -345,7 +345,7 @@ def decide_merge(
     frame_size: tuple[int, int] | None = None,
 ) -> MergeOutcome:
     """Split impure tracks (optional) → stitch fragments end to start by motion, appearance
-    vetoing → join the chains where appearance is decisive (long gaps) → person IDs.
+    adding its evidence → join the chains where appearance alone is decisive → person IDs.
 
     Every cut-off is learnt from this video: the hand-over bounds from cuts of its own tracks,
     the crowding from its own frames, how different people score from tracks that share a frame.
@@ -390,11 +390,10 @@ def decide_merge(
     # the full ratio from motion and appearance together.
     links = stitch(ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed, np.sqrt(min_ratio))
     same = same_person_model(appearance, links.pairs, different.spread / 2) if different else None
-    if same is None or different is None or same.centre <= different.centre:
-        links = stitch(ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed, min_ratio)
+    evidence = None  # appearance says nothing where one person scores no higher than two
     if same is not None and different is not None and same.centre > different.centre:
         evidence = appearance_log_likelihood_ratio(appearance, same, different)
-        links = stitch(ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed, min_ratio, evidence)
+    links = stitch(ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed, min_ratio, evidence)
     chain = chains(links.successor)
 
     # Chains that never share a frame and could reach each other are joined by appearance alone.

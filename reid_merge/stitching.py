@@ -194,11 +194,9 @@ def crosses_the_edge(
 
 @dataclass(frozen=True)
 class Links:
-    """Stitched pairs: `successor[i]` is the index of the track that continues track i, or -1,
-    and `log_ratio[i]` the evidence for that link (NaN without one)."""
+    """Stitched pairs: `successor[i]` is the index of the track that continues track i, or -1."""
 
     successor: IntArray
-    log_ratio: FloatArray
 
     @property
     def pairs(self) -> list[tuple[int, int]]:
@@ -237,25 +235,25 @@ def stitch(
             added to the motion's (the two are independent evidence), or None.
 
     Returns:
-        Each track's successor (or -1), and the log likelihood ratio of each link.
+        Each track's successor (or -1).
     """
     n = len(ends.first_frame)
     successor = -np.ones(n, dtype=np.int64)
-    log_ratio = np.full(n, np.nan)
     evidence = handover_log_likelihood_ratio(ends, error, gap_seconds, model, clutter)
     if appearance is not None:
         evidence = evidence + appearance
     follows = ends.first_frame[None, :] > ends.last_frame[:, None]  # [i, j]: j starts after i ends
     candidate = follows & allowed & (gap_seconds <= max_gap_seconds) & (evidence >= np.log(min_likelihood_ratio))
     if not candidate.any():
-        return Links(successor, log_ratio)
+        return Links(successor)
     rows = np.flatnonzero(candidate.any(axis=1))
     cols = np.flatnonzero(candidate.any(axis=0))
     cost = np.where(candidate[np.ix_(rows, cols)], -evidence[np.ix_(rows, cols)], 1e6)
-    for i, j in zip(*(index[k] for index, k in zip((rows, cols), linear_sum_assignment(cost)))):
+    assigned_rows, assigned_cols = linear_sum_assignment(cost)
+    for i, j in zip(rows[assigned_rows], cols[assigned_cols]):
         if candidate[i, j]:
-            successor[i], log_ratio[i] = j, evidence[i, j]
-    return Links(successor, log_ratio)
+            successor[i] = j
+    return Links(successor)
 
 
 def handover_log_likelihood_ratio(

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torchreid.reid.utils import FeatureExtractor
 
-from reid_merge.embedding import load_embedder, load_reid_model, resolve_device
+from reid_merge.models.embedding import load_embedder, load_reid_model, resolve_device
 
 
 def make_crops(count: int, seed: int = 0) -> list[np.ndarray]:

@@ -48,7 +48,7 @@ def looped_video(clip: Path, minutes: float, path: Path) -> Path:
 # Runs the CLI in a child process and reports that process's own peak RSS when it ends.
 _CHILD = """
 import resource, sys
-from reid_merge.cli import app
+from reid_merge.cli.main import app
 try:
     app(args=sys.argv[1:], prog_name="reid-merge", standalone_mode=False)
 finally:

@@ -18,10 +18,10 @@ import time
 
 import numpy as np
 
-from reid_merge.config import Config
-from reid_merge.crops import CropSet
-from reid_merge.pipeline import decide_merge
-from reid_merge.tracks import TrackSet
+from reid_merge.app.config import Config
+from reid_merge.app.pipeline import decide_merge
+from reid_merge.core.crops import CropSet
+from reid_merge.core.tracks import TrackSet
 
 CROPS_PER_TRACK = 16
 FEATURE_DIM = 512

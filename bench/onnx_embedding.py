@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reid_merge.embedding import TorchreidEmbedder, _build_model, load_reid_model
-from reid_merge.onnx_embedding import OnnxEmbedder, export_onnx
+from reid_merge.models.embedding import TorchreidEmbedder, _build_model, load_reid_model
+from reid_merge.models.onnx_embedding import OnnxEmbedder, export_onnx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from embedding import make_crops  # noqa: E402  (bench/embedding.py: the same crops for every benchmark)

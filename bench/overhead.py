@@ -24,9 +24,9 @@ from pathlib import Path
 
 import av
 
-from reid_merge.config import Config
-from reid_merge.pipeline import load_models, run_video
-from reid_merge.tracking import check_tracker_config
+from reid_merge.app.config import Config
+from reid_merge.app.pipeline import load_models, run_video
+from reid_merge.models.tracking import check_tracker_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -18,7 +18,7 @@ the per-frame detections are cached. On those same detections:
 - for reference, our own pipeline: the raw tracks of our default tracker
   (``bench/quality.py``'s cache) and our merge of them, with both embedders.
 
-Every row is scored by ``reid_merge.evaluation.evaluate`` (TrackEval) against gt/gt.txt.
+Every row is scored by ``reid_merge.eval.scores.evaluate`` (TrackEval) against gt/gt.txt.
 
 BoxMOT is a bench-only dependency (``reid_merge`` and ``tests`` never import it). BoxMOT 25
 pins opencv-python<5, pandas<3 and gdown<6, older than this project's environment, so it
@@ -52,11 +52,11 @@ from typing import Any
 import numpy as np
 from quality import ROOT, best_possible_labels, cache_key, cached, print_table, score_row, tracked
 
-from reid_merge.config import Config
-from reid_merge.evaluation import evaluate, read_ground_truth
-from reid_merge.pipeline import Reporter, decide_merge, sample_crops
-from reid_merge.tracks import TrackSet
-from reid_merge.video import probe_video, read_frames
+from reid_merge.app.config import Config
+from reid_merge.app.pipeline import Reporter, decide_merge, sample_crops
+from reid_merge.core.tracks import TrackSet
+from reid_merge.eval.scores import evaluate, read_ground_truth
+from reid_merge.io.video import probe_video, read_frames
 
 BOXMOT_WEIGHTS_NAME = "osnet_x0_25_msmt17.pt"
 # GTA-Link's own defaults (refine_tracklets.py of the original tool).
@@ -76,8 +76,8 @@ def detections(video: Path, config: Config, cache: Path) -> list[np.ndarray]:
 
 
 def _detect(video: Path, config: Config) -> list[np.ndarray]:
-    from reid_merge.embedding import resolve_device
-    from reid_merge.tracking import load_detector
+    from reid_merge.models.embedding import resolve_device
+    from reid_merge.models.tracking import load_detector
 
     detector, info = load_detector(config.detector)
     print(f"  detector: {info.name} ({info.source})", flush=True)
@@ -205,7 +205,7 @@ def our_merge(tracks: TrackSet, video: Path, config: Config, cache: Path) -> Tra
 
 
 def _crops_and_features(tracks: TrackSet, video: Path, config: Config) -> tuple[Any, np.ndarray]:
-    from reid_merge.embedding import load_embedder
+    from reid_merge.models.embedding import load_embedder
 
     weights = Path(config.reid_weights) if config.reid_weights else None
     embedder, info = load_embedder(config.reid_model, weights, config.device, config.embed_batch_size)

@@ -31,16 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from oracle import cut_into_fragments, pairwise_scores
 
-from reid_merge.clustering import cluster_tracks
-from reid_merge.config import Config
-from reid_merge.evaluation import GroundTruth, box_iou, evaluate, read_ground_truth
-from reid_merge.oracle import cut_into_fragments, pairwise_scores
-from reid_merge.pipeline import Reporter, _Stopwatch, decide_merge, fill_person_gaps, sample_crops, track_and_sample
-from reid_merge.tracking import check_tracker_config
-from reid_merge.tracks import TrackSet, cooccurrence
-from reid_merge.tracks_io import as_written
-from reid_merge.video import probe_video
+from reid_merge.app.config import Config
+from reid_merge.app.pipeline import Reporter, _Stopwatch, decide_merge, fill_person_gaps, sample_crops, track_and_sample
+from reid_merge.core.clustering import cluster_tracks
+from reid_merge.core.tracks import TrackSet, cooccurrence
+from reid_merge.eval.scores import GroundTruth, box_iou, evaluate, read_ground_truth
+from reid_merge.io.tracks_io import as_written
+from reid_merge.io.video import probe_video
+from reid_merge.models.tracking import check_tracker_config
 
 ROOT = Path(__file__).resolve().parents[1]
 # Settings that shape the tracks and crops a merge starts from (the cache key), and the features.
@@ -57,11 +57,16 @@ EMBEDDING = ("reid_model", "reid_weights")
 #: The re-identification model of record for measuring, when ../shared/weights is there.
 SHARED_OSNET = ROOT.parent / "shared" / "weights" / "osnet_x0_25_msmt17.pth"
 # Code that shapes them: a change to any of these files invalidates the cache too.
-SHAPING_CODE = ("tracking.py", "crops.py", "embedding.py", "oracle.py")
+SHAPING_CODE = (
+    "reid_merge/models/tracking.py",
+    "reid_merge/core/crops.py",
+    "reid_merge/models/embedding.py",
+    "bench/oracle.py",
+)
 
 
 def cache_key(*parts: object) -> str:
-    code = [hashlib.sha256((ROOT / "reid_merge" / name).read_bytes()).hexdigest() for name in SHAPING_CODE]
+    code = [hashlib.sha256((ROOT / name).read_bytes()).hexdigest() for name in SHAPING_CODE]
     return hashlib.sha256(json.dumps([*parts, code], sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -99,8 +104,8 @@ def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, obje
 
 
 def _track(sequence: Path, config: Config) -> tuple[TrackSet, object, dict]:
-    from reid_merge.embedding import resolve_device
-    from reid_merge.tracking import load_detector
+    from reid_merge.models.embedding import resolve_device
+    from reid_merge.models.tracking import load_detector
 
     info = probe_video(sequence)
     device = resolve_device(config.device)
@@ -120,7 +125,7 @@ def _track(sequence: Path, config: Config) -> tuple[TrackSet, object, dict]:
 
 
 def _embed(crops: list[np.ndarray], config: Config) -> np.ndarray:
-    from reid_merge.embedding import load_embedder, resolve_device
+    from reid_merge.models.embedding import load_embedder, resolve_device
 
     device = str(resolve_device(config.device))
     embedder, _ = load_embedder(config.reid_model, config.reid_weights, device, config.embed_batch_size)

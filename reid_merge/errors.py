@@ -44,3 +44,9 @@ def excerpt(value: Any, limit: int = 60) -> str:
     """
     text = reprlib.repr(value) if isinstance(value, (list, dict, tuple, set)) else repr(value)[: limit + 1]
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def first_line(err: BaseException, limit: int = 120) -> str:
+    """An exception as one short line, for messages that must stay one line."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:limit]}" if text else type(err).__name__

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reid_merge.tracks import TrackSet
+from reid_merge.core.tracks import TrackSet
 
 
 def tracks_from_rows(rows: list[tuple[int, int, float, float, float, float]], score: float = 0.9) -> TrackSet:

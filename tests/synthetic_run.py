@@ -23,9 +23,9 @@ import av
 import numpy as np
 import pytest
 
-from reid_merge.config import Config
-from reid_merge.tracks import TrackSet
-from reid_merge.tracks_io import write_mot
+from reid_merge.app.config import Config
+from reid_merge.core.tracks import TrackSet
+from reid_merge.io.tracks_io import write_mot
 
 NUM_FRAMES = 48
 FPS = 10
@@ -93,8 +93,8 @@ def colour_embedder(crops_rgb: list[np.ndarray]) -> np.ndarray:
 
 def make_run(folder: Path, monkeypatch: pytest.MonkeyPatch, *, ground_truth: bool = False) -> Path:
     """Write the scene's video and tracks into `folder` and merge them; returns the run folder."""
-    import reid_merge.embedding
-    from reid_merge.pipeline import merge_tracks_file
+    import reid_merge.models.embedding
+    from reid_merge.app.pipeline import merge_tracks_file
 
     folder.mkdir(parents=True, exist_ok=True)
     video = folder / "scene.mp4"
@@ -107,7 +107,7 @@ def make_run(folder: Path, monkeypatch: pytest.MonkeyPatch, *, ground_truth: boo
         truth = scene_tracks(lost_frames=True).relabel({1: 1, 2: 2, 3: 1, 4: 3})
         # conf 1: a MOTChallenge 2015 row whose conf reads as integer 0 is ignored ground truth.
         write_mot(gt_path, TrackSet.from_arrays(truth.frame, truth.track_id, truth.xyxy, np.ones(len(truth))))
-    monkeypatch.setattr(reid_merge.embedding, "load_embedder", lambda *a, **k: (colour_embedder, FakeReidInfo()))
+    monkeypatch.setattr(reid_merge.models.embedding, "load_embedder", lambda *a, **k: (colour_embedder, FakeReidInfo()))
     out = folder / "run"
     # No whitening: with a handful of flat-coloured crops there is nothing to learn it from.
     # Linear gap filling: GSI would smooth the tracker's boxes too, and the tests find each

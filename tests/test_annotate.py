@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-import reid_merge.annotate as annotate
+import reid_merge.io.annotate as annotate
 from reid_merge.errors import InputError
 from tests.builders import tracks_from_rows
 

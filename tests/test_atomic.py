@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reid_merge.atomic import parse_temp_name, remove_stale_temps, staged_files, temp_path_for, write_text_atomic
+from reid_merge.io.atomic import parse_temp_name, remove_stale_temps, staged_files, temp_path_for, write_text_atomic
 from tests.data_paths import ROOT
 
 OUTPUTS = ("annotated.mp4", "tracks.txt", "raw_tracks.txt", "tracks.json")
@@ -22,7 +22,7 @@ LINES = 50_000  # each file of generation g is "g\n" * LINES: big enough that a 
 WRITER = f"""
 import sys
 from pathlib import Path
-from reid_merge.atomic import staged_files
+from reid_merge.io.atomic import staged_files
 
 folder = Path(sys.argv[1])
 generation = int(sys.argv[2])

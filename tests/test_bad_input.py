@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_merge.tracks_io import read_mot
+from reid_merge.io.tracks_io import read_mot
 from tests.builders import plain_frames, sample_frames, write_video
 from tests.cli_helpers import cli_env, reid_merge
 from tests.data_paths import SAMPLE_VIDEO
@@ -383,7 +383,7 @@ def test_edge_cases_give_valid_outputs_and_say_so(edge: Edge, tmp_path: Path) ->
 
 def test_truncated_faststart_records_both_frame_counts(tmp_path: Path) -> None:
     """The cut file announces 12 frames and decodes fewer: the probe must not hide that."""
-    from reid_merge.video import probe_video, read_frames
+    from reid_merge.io.video import probe_video, read_frames
 
     info = probe_video(truncated_faststart(tmp_path))
     decoded = sum(1 for _ in read_frames(info))

@@ -14,8 +14,8 @@ from pathlib import Path
 import av
 import pytest
 
-from reid_merge import batch
-from reid_merge.batch import (
+from reid_merge.app import batch
+from reid_merge.app.batch import (
     RECORD_NAME,
     BatchItem,
     BatchResult,
@@ -28,7 +28,7 @@ from reid_merge.batch import (
     resume_key,
     run_batch,
 )
-from reid_merge.config import Config
+from reid_merge.app.config import Config
 from reid_merge.errors import InputError, ModelError, UsageError
 from tests.data_paths import ROOT, SAMPLE_VIDEO
 
@@ -240,8 +240,8 @@ def test_a_worker_that_dies_fails_its_video_only(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_reused_detector_tracks_like_a_fresh_one(clips: tuple[Path, Path]) -> None:
     """Batch workers keep one YOLO object for many videos: the tracker must start afresh."""
-    from reid_merge.tracking import check_tracker_config, load_detector, track_frames
-    from reid_merge.video import probe_video, read_frames
+    from reid_merge.io.video import probe_video, read_frames
+    from reid_merge.models.tracking import check_tracker_config, load_detector, track_frames
 
     tracker = check_tracker_config("bytetrack")
 

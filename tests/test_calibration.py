@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reid_merge.calibration import (
+from reid_merge.core.calibration import (
     ScoreModel,
     appearance_log_likelihood_ratio,
     decisive_similarity,

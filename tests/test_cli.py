@@ -10,9 +10,9 @@ import av
 import numpy as np
 import pytest
 
-from reid_merge.interpolation import FILLED_SCORE
-from reid_merge.tracks import TrackSet
-from reid_merge.tracks_io import read_mot, write_mot
+from reid_merge.core.interpolation import FILLED_SCORE
+from reid_merge.core.tracks import TrackSet
+from reid_merge.io.tracks_io import read_mot, write_mot
 from tests.cli_helpers import reid_merge
 from tests.data_paths import ROOT, SAMPLE_VIDEO, SHARED_DATA, SHARED_OSNET
 

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reid_merge.clustering import cluster_tracks
+from reid_merge.core.clustering import cluster_tracks
 
 
 def test_merges_clear_duplicates() -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reid_merge.config import Config, load_config
+from reid_merge.app.config import Config, load_config
 from reid_merge.errors import UsageError
 from tests.data_paths import ROOT
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reid_merge.crops import CropSampler, box_quality
+from reid_merge.core.crops import CropSampler, box_quality
 from tests.builders import tracks_from_rows
 
 

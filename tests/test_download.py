@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from reid_merge import download, registry
-from reid_merge.atomic import temp_path_for
-from reid_merge.download import download_to, fetch_model, is_online, obtain_auto_reid
+from reid_merge.cli.models import verify_model_file
 from reid_merge.errors import ModelError
-from reid_merge.registry import ModelEntry, Source
+from reid_merge.io.atomic import temp_path_for
+from reid_merge.models import download, registry
+from reid_merge.models.download import download_to, fetch_model, is_online, obtain_auto_reid
+from reid_merge.models.registry import ModelEntry, Source
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -294,7 +295,7 @@ def test_online_check_is_bounded_when_lookup_hangs(monkeypatch: pytest.MonkeyPat
 @pytest.fixture(scope="module")
 def osnet_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A real osnet_x0_25 checkpoint (random weights, torchreid's training layout)."""
-    from reid_merge.embedding import _torchreid_models  # imports torchreid without its Cython warning
+    from reid_merge.models.embedding import _torchreid_models  # imports torchreid without its Cython warning
 
     model = _torchreid_models().build_model("osnet_x0_25", num_classes=4101, pretrained=False, use_gpu=False)
     path = tmp_path_factory.mktemp("ckpt") / "osnet.pth"
@@ -314,11 +315,13 @@ def test_fetch_model_verifies_by_loading(server: Server, osnet_bytes: bytes, tmp
     server.files["/osnet.pth"] = osnet_bytes
     server.files["/garbage.pth"] = b"not a checkpoint" * 100
     entry = local_entry(server, "/garbage.pth", "/osnet.pth")
-    path, fetched = fetch_model(entry, tmp_path / "cache")
+    path, fetched = fetch_model(entry, tmp_path / "cache", verify=lambda path: verify_model_file(entry, path))
     assert fetched and path == tmp_path / "cache" / "osnet_x0_25_msmt17_combineall.pth"
     assert path.read_bytes() == osnet_bytes
     assert server.requests == ["/garbage.pth", "/osnet.pth"]
-    again, fetched_again = fetch_model(entry, tmp_path / "cache")  # present: no request
+    again, fetched_again = fetch_model(
+        entry, tmp_path / "cache", verify=lambda path: verify_model_file(entry, path)
+    )  # present: no request
     assert again == path and not fetched_again and len(server.requests) == 2
 
 
@@ -328,7 +331,7 @@ def test_fetch_model_wrong_architecture(server: Server, osnet_bytes: bytes, tmp_
         local_entry(server, "/osnet.pth"), architecture="osnet_x1_0", filename="osnet_x1_0_msmt17_combineall.pth"
     )
     with pytest.raises(ModelError, match=r"not a usable checkpoint \(ModelError: .*does not fit osnet_x1_0"):
-        fetch_model(entry, tmp_path / "cache")
+        fetch_model(entry, tmp_path / "cache", verify=lambda path: verify_model_file(entry, path))
     assert leftovers(tmp_path / "cache") == []
 
 
@@ -336,7 +339,7 @@ def test_auto_downloads_when_online(
     server: Server, osnet_bytes: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`--reid-model auto` with an empty cache on an online machine: fetch, load, say which."""
-    from reid_merge.embedding import load_embedder
+    from reid_merge.models.embedding import load_embedder
 
     server.files["/osnet.pth"] = osnet_bytes
     entry = replace(local_entry(server, "/osnet.pth"), name="osnet_x0_25_msmt17_combineall")
@@ -354,7 +357,7 @@ def test_auto_downloads_when_online(
 def test_auto_stays_offline_when_told(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REID_MERGE_OFFLINE", "1")
     monkeypatch.setattr(download, "is_online", lambda *a, **k: pytest.fail("must not probe the network"))
-    assert obtain_auto_reid() is None
+    assert obtain_auto_reid(verify=lambda path: pytest.fail("must not download")) is None
 
 
 def test_auto_falls_back_when_every_mirror_fails(
@@ -366,7 +369,7 @@ def test_auto_falls_back_when_every_mirror_fails(
     monkeypatch.setattr(registry, "AUTO_REID", entry.name)
     monkeypatch.delenv("REID_MERGE_OFFLINE", raising=False)
     monkeypatch.setattr(download, "is_online", lambda *a, **k: True)
-    assert obtain_auto_reid() is None
+    assert obtain_auto_reid(verify=lambda path: pytest.fail("no mirror delivers a file to check")) is None
     assert "using the offline model instead" in caplog.text
     assert not (tmp_path / "cache" / "osnet_x0_25_msmt17_combineall.pth").exists()
 
@@ -377,7 +380,7 @@ def test_cli_download_into_cache_dir(
     """`reid-merge models download NAME --cache-dir DIR`, in-process so the registry can point here."""
     from typer.testing import CliRunner
 
-    from reid_merge.cli import app
+    from reid_merge.cli.main import app
 
     server.files["/osnet.pth"] = osnet_bytes
     entry = local_entry(server, "/missing.bin", "/osnet.pth")
@@ -392,7 +395,7 @@ def test_cli_download_into_cache_dir(
 def test_cli_download_failure_is_one_line(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from reid_merge.cli import app
+    from reid_merge.cli.main import app
 
     entry = local_entry(server, "/missing.bin")
     monkeypatch.setattr(registry, "MODELS", (*registry.MODELS, entry))

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from reid_merge import weights as weights_module
-from reid_merge.embedding import (
+from reid_merge.errors import ModelError, UsageError
+from reid_merge.models import weights as weights_module
+from reid_merge.models.embedding import (
     DEEP_SORT_SOURCE,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -22,8 +23,7 @@ from reid_merge.embedding import (
     load_embedder,
     resolve_device,
 )
-from reid_merge.errors import ModelError, UsageError
-from reid_merge.weights import (
+from reid_merge.models.weights import (
     architecture_from_filename,
     cache_dir,
     find_osnet_weights,

@@ -1,4 +1,4 @@
-"""Tests for reid_merge.evaluation: hand-derived scores on tiny sequences, GT readers, real GT."""
+"""Tests for reid_merge.eval.scores: hand-derived scores on tiny sequences, GT readers, real GT."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reid_merge.core.tracks import TrackSet
 from reid_merge.errors import InputError, UsageError
-from reid_merge.evaluation import GroundTruth, TrackingScores, box_iou, evaluate, read_ground_truth
-from reid_merge.tracks import TrackSet
-from reid_merge.tracks_io import read_mot, write_mot
+from reid_merge.eval.scores import GroundTruth, TrackingScores, box_iou, evaluate, read_ground_truth
+from reid_merge.io.tracks_io import read_mot, write_mot
 from tests.cli_helpers import reid_merge
 from tests.data_paths import SHARED_DATA
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reid_merge.impurity import apply_splits, best_split, find_impure_tracks, jump_frame
+from reid_merge.core.impurity import apply_splits, best_split, find_impure_tracks, jump_frame
 from tests.builders import tracks_from_rows, walking_track
 
 

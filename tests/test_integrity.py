@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reid_merge.atomic import parse_temp_name
+from reid_merge.io.atomic import parse_temp_name
 from tests.cli_helpers import cli_env, reid_merge
 from tests.data_paths import SAMPLE_VIDEO
 

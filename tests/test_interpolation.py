@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reid_merge.interpolation import FILLED_SCORE, fill_gaps
-from reid_merge.tracks import TrackSet
+from reid_merge.core.interpolation import FILLED_SCORE, fill_gaps
+from reid_merge.core.tracks import TrackSet
 from tests.builders import tracks_from_rows, walking_track
 
 

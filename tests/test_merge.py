@@ -8,10 +8,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reid_merge.config import Config
-from reid_merge.crops import CropSet
-from reid_merge.pipeline import decide_merge, fill_person_gaps
-from reid_merge.tracks import TrackSet, cooccurrence
+from reid_merge.app.config import Config
+from reid_merge.app.pipeline import decide_merge, fill_person_gaps
+from reid_merge.core.crops import CropSet
+from reid_merge.core.tracks import TrackSet, cooccurrence
 
 
 def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.ndarray]:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reid_merge.motion import handover, reachable, track_ends
-from reid_merge.tracks import TrackSet
+from reid_merge.core.motion import handover, reachable, track_ends
+from reid_merge.core.tracks import TrackSet
 from tests.builders import tracks_from_rows, walking_track
 
 

@@ -11,10 +11,10 @@ import torch
 pytest.importorskip("onnxruntime", reason="onnxruntime (reid-merge[onnx]) not installed")
 pytest.importorskip("onnx", reason="onnx (reid-merge[onnx]) not installed")
 
-from reid_merge.embedding import _torchreid_models, load_embedder  # noqa: E402
 from reid_merge.errors import ModelError, UsageError  # noqa: E402
-from reid_merge.onnx_embedding import OnnxEmbedder  # noqa: E402
-from reid_merge.weights import find_osnet_weights, sha256_file  # noqa: E402
+from reid_merge.models.embedding import _torchreid_models, load_embedder  # noqa: E402
+from reid_merge.models.onnx_embedding import OnnxEmbedder  # noqa: E402
+from reid_merge.models.weights import find_osnet_weights, sha256_file  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -25,7 +25,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     project gives its train-split MSMT17 file, which no registry entry has)."""
     from typer.testing import CliRunner
 
-    from reid_merge.cli import app
+    from reid_merge.cli.main import app
 
     cache = tmp_path_factory.mktemp("cache")
     model = _torchreid_models().build_model("osnet_x0_25", num_classes=4101, pretrained=False, use_gpu=False)

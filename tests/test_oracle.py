@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracle import cut_into_fragments, pairwise_scores
 
-from reid_merge.oracle import cut_into_fragments, pairwise_scores
-from reid_merge.tracks import cooccurrence
-from reid_merge.tracks_io import read_mot
+from reid_merge.core.tracks import cooccurrence
+from reid_merge.io.tracks_io import read_mot
 from tests.builders import tracks_from_rows, walking_track
 from tests.data_paths import SHARED_DATA
 

@@ -14,9 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from reid_merge.errors import InputError, UsageError
-from reid_merge.interpolation import FILLED_SCORE
-from reid_merge.plan import (
+from reid_merge.app.plan import (
     CACHE_NAME,
     PLAN_NAME,
     MergeCache,
@@ -25,7 +23,9 @@ from reid_merge.plan import (
     parse_merge,
     read_plan,
 )
-from reid_merge.tracks_io import read_mot
+from reid_merge.core.interpolation import FILLED_SCORE
+from reid_merge.errors import InputError, UsageError
+from reid_merge.io.tracks_io import read_mot
 from tests.builders import tracks_from_rows, walking_track
 from tests.synthetic_run import NUM_FRAMES, make_run
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from reid_merge import registry
-from reid_merge.embedding import (
+from reid_merge.errors import ModelError
+from reid_merge.models import registry
+from reid_merge.models.embedding import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     TORCHREID_SOURCE,
@@ -23,9 +24,8 @@ from reid_merge.embedding import (
     _torchreid_models,
     load_embedder,
 )
-from reid_merge.errors import ModelError
-from reid_merge.registry import MODELS, Source
-from reid_merge.weights import OSNET_ARCHITECTURES, architecture_from_filename, find_osnet_weights, sha256_file
+from reid_merge.models.registry import MODELS, Source
+from reid_merge.models.weights import OSNET_ARCHITECTURES, architecture_from_filename, find_osnet_weights, sha256_file
 from tests.cli_helpers import cli_env, reid_merge
 from tests.data_paths import SAMPLE_VIDEO
 
@@ -223,7 +223,7 @@ def test_cpu_threads_restored_after_ultralytics_changes_them(tmp_path: Path) -> 
 def test_models_list_json(empty_cache: Path) -> None:
     from typer.testing import CliRunner
 
-    from reid_merge.cli import app
+    from reid_merge.cli.main import app
 
     (empty_cache / "osnet_x0_5_market1501.pth").write_bytes(b"abc")
     result = CliRunner().invoke(app, ["models", "list", "--json"])
@@ -475,7 +475,7 @@ def test_a_detector_file_that_would_run_code_is_refused(how: str, tmp_path: Path
 
 
 def test_the_offline_detector_passes_the_pickle_check() -> None:
-    from reid_merge.tracking import check_detector_pickle
-    from reid_merge.weights import offline_detector_path
+    from reid_merge.models.tracking import check_detector_pickle
+    from reid_merge.models.weights import offline_detector_path
 
     check_detector_pickle(offline_detector_path())  # raises if any global were refused

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_merge.report import ReportData, render_report, thumbnail_jpeg
+from reid_merge.app.report import ReportData, render_report, thumbnail_jpeg
 from tests.data_paths import SAMPLE_VIDEO
 from tests.synthetic_run import make_run
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reid_merge.similarity import AGGREGATIONS, describe, track_similarity
+from reid_merge.core.similarity import AGGREGATIONS, describe, track_similarity
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -51,7 +51,7 @@ def test_known_vectors() -> None:
 
 
 def test_chunking_gives_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    import reid_merge.similarity as similarity
+    import reid_merge.core.similarity as similarity
 
     rng = np.random.default_rng(1)
     owner = np.repeat(np.arange(30), 4)

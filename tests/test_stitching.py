@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from reid_merge.motion import handover, track_ends
-from reid_merge.stitching import FALLBACK_MODEL, chains, clutter_density, crosses_the_edge, handover_model, stitch
-from reid_merge.tracks import TrackSet, cooccurrence
+from reid_merge.core.motion import handover, track_ends
+from reid_merge.core.stitching import FALLBACK_MODEL, chains, clutter_density, crosses_the_edge, handover_model, stitch
+from reid_merge.core.tracks import TrackSet, cooccurrence
 from tests.builders import tracks_from_rows, walking_track
 
 

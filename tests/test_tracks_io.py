@@ -8,9 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reid_merge.core.tracks import TrackSet, cooccurrence
 from reid_merge.errors import InputError
-from reid_merge.tracks import TrackSet, cooccurrence
-from reid_merge.tracks_io import JSON_FORMAT, as_written, format_mot, read_mot, read_tracks, tracks_to_json, write_mot
+from reid_merge.io.tracks_io import (
+    JSON_FORMAT,
+    as_written,
+    format_mot,
+    read_mot,
+    read_tracks,
+    tracks_to_json,
+    write_mot,
+)
 from tests.builders import tracks_from_rows, walking_track
 from tests.data_paths import SHARED_DATA
 

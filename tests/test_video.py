@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_merge.video import probe_video, read_frames
+from reid_merge.io.video import probe_video, read_frames
 from tests.data_paths import SAMPLE_VIDEO
 
 

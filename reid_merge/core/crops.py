@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.tracks import TrackSet
+from reid_merge.core.tracks import TrackSet
 
 STORED_CROP_HEIGHT = 256  # the embedder's input height: larger crops are shrunk on arrival
 

@@ -16,9 +16,9 @@ import av
 import cv2
 import numpy as np
 
-from reid_merge.atomic import atomic_path
+from reid_merge.core.tracks import TrackSet
 from reid_merge.errors import InputError
-from reid_merge.tracks import TrackSet
+from reid_merge.io.atomic import atomic_path
 
 
 def person_colour(person_id: int) -> tuple[int, int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.tracks import TrackSet
+from reid_merge.core.tracks import TrackSet
 
 
 def person_ids_by_first_appearance(

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.atomic import atomic_path
-from reid_merge.errors import ModelError, UsageError
+from reid_merge.errors import ModelError, UsageError, first_line
+from reid_merge.io.atomic import atomic_path
+from reid_merge.models.embedder import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, ReidModelInfo, resize_crops
+from reid_merge.models.weights import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +69,6 @@ def export_onnx(
     """
     import torch
 
-    from reid_merge.embedding import INPUT_SIZE
-
     onnx = _import("onnx")
     model = model.eval()
     probe = torch.randn(2, 3, *INPUT_SIZE, generator=torch.Generator().manual_seed(0))
@@ -90,7 +90,7 @@ def export_onnx(
                     dynamo=False,
                 )
             except Exception as err:
-                raise ModelError(f"ONNX export of {architecture} failed ({_first_line(err)})") from err
+                raise ModelError(f"ONNX export of {architecture} failed ({first_line(err, 160)})") from err
         document = onnx.load(str(tmp))
         for key, value in (
             (META_ARCHITECTURE, architecture),
@@ -119,12 +119,7 @@ def _session(path: Path, threads: int) -> Any:
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for a bad file
-        raise ModelError(f"{path} is not a loadable ONNX model ({_first_line(err)})") from err
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0][:160]}" if lines else type(err).__name__
+        raise ModelError(f"{path} is not a loadable ONNX model ({first_line(err, 160)})") from err
 
 
 class OnnxEmbedder:
@@ -138,7 +133,6 @@ class OnnxEmbedder:
     """
 
     def __init__(self, path: Path, batch_size: int = 64, threads: int | None = None) -> None:
-        from reid_merge.embedding import INPUT_SIZE
 
         if batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {batch_size}")
@@ -159,19 +153,17 @@ class OnnxEmbedder:
         self.feature_dim = int(probe.shape[1])
 
     def __call__(self, crops_rgb: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
-        from reid_merge.embedding import _resize_crops
 
         crops = list(crops_rgb)
         if not crops:
             return np.zeros((0, self.feature_dim), dtype=np.float32)
         parts = [
-            self._embed_batch(_resize_crops(crops[start : start + self.batch_size]))
+            self._embed_batch(resize_crops(crops[start : start + self.batch_size]))
             for start in range(0, len(crops), self.batch_size)
         ]
         return np.concatenate(parts, axis=0)
 
     def _embed_batch(self, batch: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        from reid_merge.embedding import IMAGENET_MEAN, IMAGENET_STD
 
         mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
         pixels = (batch.astype(np.float32) / np.float32(255.0) - mean) / std
@@ -190,8 +182,6 @@ def load_onnx_embedder(path: Path, model_name: str, device: str, batch_size: int
         UsageError: A CUDA device was asked for (this backend runs on the CPU).
         ModelError: File missing or not an export of `model_name`'s architecture.
     """
-    from reid_merge.embedding import ReidModelInfo
-    from reid_merge.weights import sha256_file
 
     if device.strip().lower() not in ("auto", "cpu"):
         raise UsageError(

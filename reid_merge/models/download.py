@@ -28,11 +28,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from reid_merge import __version__, registry
-from reid_merge.atomic import remove_stale_temps, temp_path_for
-from reid_merge.errors import ModelError, UsageError
-from reid_merge.registry import ModelEntry, Source
-from reid_merge.weights import cache_dir, offline_detector_path, offline_reid_path, sha256_file
+from reid_merge import __version__
+from reid_merge.errors import ModelError, UsageError, first_line
+from reid_merge.io.atomic import remove_stale_temps, temp_path_for
+from reid_merge.models import registry
+from reid_merge.models.registry import ModelEntry, Source
+from reid_merge.models.weights import (
+    cache_dir,
+    find_ultralytics_weights,
+    offline_detector_path,
+    offline_reid_path,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +137,7 @@ def download_to(
                 try:
                     verify(tmp)
                 except Exception as exc:
-                    raise _SourceFailed(f"not a usable checkpoint ({_first_line(exc)})") from None
+                    raise _SourceFailed(f"not a usable checkpoint ({first_line(exc, 160)})") from None
             os.replace(tmp, target)
             return target
         except _SourceFailed as exc:
@@ -214,7 +221,7 @@ def _fetch_http(url: str, out: _HashingWriter, *, timeout: float, progress: Prog
     except http.client.IncompleteRead as exc:
         raise _SourceFailed(f"connection closed after {out.written + len(exc.partial)} bytes") from None
     except (http.client.HTTPException, OSError) as exc:
-        raise _SourceFailed(f"transfer failed ({_first_line(exc)})") from None
+        raise _SourceFailed(f"transfer failed ({first_line(exc, 160)})") from None
     if total is not None and out.written != total:
         raise _SourceFailed(f"truncated: received {out.written} of {total} bytes")
 
@@ -253,7 +260,7 @@ def _describe_drive_error(exc: Exception, timeout: float) -> str:
         return f"HTTP {exc.response.status_code} {exc.response.reason}"
     if name == "FileURLRetrievalError":
         return "Google Drive did not hand out the file (download quota exceeded, or access denied)"
-    return _first_line(exc)
+    return first_line(exc, 160)
 
 
 def _check(source: Source, path: Path, digest: str) -> None:
@@ -264,11 +271,6 @@ def _check(source: Source, path: Path, digest: str) -> None:
         raise _SourceFailed(f"size {size} bytes, expected {source.size}")
     if source.sha256 is not None and digest != source.sha256.lower():
         raise _SourceFailed(f"checksum mismatch: expected sha256 {source.sha256}, got {digest}")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
 
 
 # --- registry models ---------------------------------------------------------------------------
@@ -290,28 +292,15 @@ def locate(entry: ModelEntry, folder: Path | None = None) -> Path | None:
         if (folder / name).is_file():
             return folder / name
     if entry.kind == "detector":
-        from reid_merge.tracking import _find_local
-
-        return _find_local(entry.filename)
+        return find_ultralytics_weights(entry.filename)
     return None
-
-
-def verify_model_file(entry: ModelEntry, path: Path) -> None:
-    """Raise `ModelError` unless `path` loads as `entry`'s model (the check when no digest is known)."""
-    if entry.kind == "reid":
-        from reid_merge.embedding import load_reid_model
-
-        load_reid_model(entry.architecture, path)
-    else:
-        from reid_merge.tracking import load_detector
-
-        load_detector(str(path))
 
 
 def fetch_model(
     entry: ModelEntry,
     folder: Path | None = None,
     *,
+    verify: Callable[[Path], None],
     force: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     deadline: float = DEFAULT_DEADLINE,
@@ -322,6 +311,8 @@ def fetch_model(
     Args:
         entry: What to fetch.
         folder: Cache folder [default: `cache_dir()`].
+        verify: Raises unless the downloaded file loads as `entry`'s model (the check that
+            matters where no digest is published); the loaders live above this module.
         force: Download again even when the file is present.
         timeout: Seconds for connecting and for each read.
         deadline: Seconds each source may take in all.
@@ -358,7 +349,7 @@ def fetch_model(
     path = download_to(
         target,
         entry.sources,
-        verify=lambda tmp: verify_model_file(entry, tmp),
+        verify=verify,
         timeout=timeout,
         deadline=deadline,
         progress=progress,
@@ -367,17 +358,17 @@ def fetch_model(
     return path, True
 
 
-def obtain_auto_reid(folder: Path | None = None) -> Path | None:
+def obtain_auto_reid(verify: Callable[[Path], None], folder: Path | None = None) -> Path | None:
     """What `--reid-model auto` uses when no OSNet is in the cache: `registry.AUTO_REID`,
     downloaded now when the machine is online; None when offline or when the download fails
-    (the caller then falls back to the offline model and says so).
+    (the caller then falls back to the offline model and says so). `verify` as for `fetch_model`.
     """
     entry = registry.get(registry.AUTO_REID)
     if offline_mode() or not is_online(entry.sources[0].host):
         return None
     log.warning("no OSNet weights in %s: downloading %s", folder or cache_dir(), entry.name)
     try:
-        return fetch_model(entry, folder)[0]
+        return fetch_model(entry, folder, verify=verify)[0]
     except ModelError as exc:
         log.warning("%s; using the offline model instead", exc)
         return None
@@ -391,5 +382,4 @@ __all__ = [
     "locate",
     "obtain_auto_reid",
     "offline_mode",
-    "verify_model_file",
 ]

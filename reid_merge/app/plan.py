@@ -9,7 +9,7 @@ A run writes, beside its tracks:
   similarity matrices the clustering used, and per crop its track, frame, feature and a
   64 px JPEG thumbnail (the report's gallery); the ground truth when ``--gt`` was given, so
   that corrections are scored again.
-- ``report.html`` (`reid_merge.report`).
+- ``report.html`` (`reid_merge.app.report`).
 
 `apply_plan` starts from the plan's assignment and applies manual decisions on top of it:
 ``--split T`` makes track T a person of its own, ``--merge A,B`` puts B's person into A's,
@@ -38,19 +38,19 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.annotate import write_annotated_video
-from reid_merge.assignment import person_ids_by_first_appearance
-from reid_merge.atomic import StagedFiles, staged_files
-from reid_merge.crops import CropSet
+from reid_merge.app.report import ReportData, render_report, thumbnail_jpeg
+from reid_merge.core.assignment import person_ids_by_first_appearance
+from reid_merge.core.crops import CropSet
+from reid_merge.core.impurity import apply_splits
+from reid_merge.core.similarity import describe
+from reid_merge.core.tracks import TrackSet, cooccurrence
 from reid_merge.errors import InputError, UsageError, excerpt
-from reid_merge.impurity import apply_splits
-from reid_merge.report import ReportData, render_report, thumbnail_jpeg
-from reid_merge.similarity import describe
-from reid_merge.tracks import TrackSet, cooccurrence
-from reid_merge.tracks_io import as_written, format_mot, read_json_object, read_mot, tracks_to_json
+from reid_merge.io.annotate import write_annotated_video
+from reid_merge.io.atomic import StagedFiles, staged_files
+from reid_merge.io.tracks_io import as_written, format_mot, read_json_object, read_mot, tracks_to_json
 
 if TYPE_CHECKING:  # evaluation imports TrackEval, which only scoring needs
-    from reid_merge.evaluation import GroundTruth
+    from reid_merge.eval.scores import GroundTruth
 
 PLAN_NAME = "merge_plan.json"
 CACHE_NAME = "merge_cache.npz"
@@ -725,9 +725,9 @@ def apply_plan(
     Returns:
         A `pipeline.RunResult`; its timings are those of this correction.
     """
-    from reid_merge.evaluation import evaluate, read_ground_truth
-    from reid_merge.pipeline import Reporter, RunResult, counting_frames
-    from reid_merge.video import probe_video, read_frames
+    from reid_merge.app.pipeline import Reporter, RunResult, counting_frames
+    from reid_merge.eval.scores import evaluate, read_ground_truth
+    from reid_merge.io.video import probe_video, read_frames
 
     reporter = reporter or Reporter()
     timings: dict[str, float] = {}
@@ -857,8 +857,8 @@ def refill(persons: TrackSet, document: Mapping[str, Any]) -> tuple[TrackSet, np
 
     Runs from before gap filling have no such parameters and stay unfilled.
     """
-    from reid_merge.config import config_from_mapping
-    from reid_merge.pipeline import fill_person_gaps
+    from reid_merge.app.config import config_from_mapping
+    from reid_merge.app.pipeline import fill_person_gaps
 
     params = document.get("parameters", {})
     keys = ("fill_gaps", "fill_max_gap_seconds", "fill_method", "motion_slack_heights", "motion_heights_per_second")
@@ -893,7 +893,7 @@ def _trackset_from(arrays: Mapping[str, np.ndarray], prefix: str) -> TrackSet:
 
 
 def _ground_truth_from(arrays: Mapping[str, np.ndarray]) -> GroundTruth:
-    from reid_merge.evaluation import GroundTruth
+    from reid_merge.eval.scores import GroundTruth
 
     boxes = _trackset_from(arrays, "gt")
     considered, class_id = arrays["gt_considered"].astype(bool), arrays["gt_class"].astype(np.int64)

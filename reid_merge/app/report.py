@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.annotate import person_colour
+from reid_merge.io.annotate import person_colour
 
 THUMBNAIL_HEIGHT = 64  # px: a gallery of a few hundred crops stays well under a few MB
 MAX_TICK_LABELS = 60  # tracks; beyond this, heatmap and timeline axes show no per-track labels

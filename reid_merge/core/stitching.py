@@ -24,8 +24,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
-from reid_merge.motion import TrackEnds, handover, track_ends
-from reid_merge.tracks import TrackSet
+from reid_merge.core.motion import TrackEnds, handover, track_ends
+from reid_merge.core.tracks import TrackSet
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -187,3 +187,15 @@ def find_osnet_weights(model_name: str | None = None) -> Path | None:
     if not candidates:
         return None
     return min(candidates)[3]
+
+
+def find_ultralytics_weights(name: str) -> Path | None:
+    """Where `--detector NAME` finds a detector file: the current folder, our cache, then
+    ultralytics' own weights folder."""
+    from ultralytics.utils import SETTINGS  # ultralytics: off the start-up path
+
+    for folder in (Path.cwd(), cache_dir(), Path(SETTINGS["weights_dir"])):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None

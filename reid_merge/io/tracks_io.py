@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.atomic import write_text_atomic
+from reid_merge.core.tracks import TrackSet
 from reid_merge.errors import InputError, excerpt
-from reid_merge.tracks import TrackSet
+from reid_merge.io.atomic import write_text_atomic
 
 JSON_FORMAT = "reid-merge.tracks"
 MOT_FIELDS = ("frame", "id", "x", "y", "w", "h", "conf")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.tracks import TrackSet
+from reid_merge.core.tracks import TrackSet
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ import numpy.typing as npt
 import trackeval
 from scipy.optimize import linear_sum_assignment
 
+from reid_merge.core.tracks import FloatArray, IntArray, TrackSet
 from reid_merge.errors import InputError, UsageError
-from reid_merge.tracks import FloatArray, IntArray, TrackSet
-from reid_merge.tracks_io import MOT_FIELDS, _check_unique, read_mot_table, xywh_to_xyxy
+from reid_merge.io.tracks_io import MOT_FIELDS, _check_unique, read_mot_table, xywh_to_xyxy
 
 # Column 8 of MOT16+ ground truth; in MOT15 files it is the world x coordinate (unused).
 GT_FIELDS = (*MOT_FIELDS, "class")
@@ -326,7 +326,7 @@ def read_ground_truth(path: Path) -> GroundTruth:
       MOT15 (no classes; rows with ``conf`` 0 are ignored, the rest are targets).
 
     The flag and class are truncated to integers, as TrackEval reads them. Rows are
-    validated like `reid_merge.tracks_io.read_mot`'s. Every score is 1.
+    validated like `reid_merge.io.tracks_io.read_mot`'s. Every score is 1.
 
     Raises:
         InputError: the file is missing or malformed, mixes the layouts, holds a class

@@ -17,6 +17,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from reid_merge.cli.terminal import console, print_line, user_errors
+from reid_merge.models.registry import ModelEntry
+
 models_app = typer.Typer(
     help="Detectors and re-identification models: what is known, what is here, fetch and export.",
     no_args_is_help=True,
@@ -32,7 +35,7 @@ DebugOpt = typer.Option(False, "--debug", help="Show tracebacks and debug logs."
 
 def _use_cache(folder: Path | None) -> Path:
     """`--cache-dir` for this process (and the loaders it calls) and the folder in effect."""
-    from reid_merge.weights import cache_dir
+    from reid_merge.models.weights import cache_dir
 
     if folder is not None:
         os.environ["REID_MERGE_CACHE"] = str(folder.expanduser().absolute())
@@ -41,9 +44,9 @@ def _use_cache(folder: Path | None) -> Path:
 
 def model_rows(with_sha256: bool = True) -> list[dict[str, Any]]:
     """One dict per registry entry: what `models list` shows (and prints with --json)."""
-    from reid_merge.download import locate
-    from reid_merge.registry import MODELS
-    from reid_merge.weights import sha256_file
+    from reid_merge.models.download import locate
+    from reid_merge.models.registry import MODELS
+    from reid_merge.models.weights import sha256_file
 
     rows = []
     for entry in MODELS:
@@ -85,9 +88,8 @@ def list_models(
     debug: bool = DebugOpt,
 ) -> None:
     """Every detector and re-identification model the tool knows, and which are on this machine."""
-    from reid_merge.cli import _user_errors
 
-    with _user_errors(debug):
+    with user_errors(debug):
         folder = _use_cache(cache)
         rows = model_rows()
     if as_json:
@@ -114,6 +116,18 @@ def list_models(
     )
 
 
+def verify_model_file(entry: ModelEntry, path: Path) -> None:
+    """Raise `ModelError` unless `path` loads as `entry`'s model (the check when no digest is known)."""
+    if entry.kind == "reid":
+        from reid_merge.models.embedding import load_reid_model  # torch: off the start-up path
+
+        load_reid_model(entry.architecture, path)
+    else:
+        from reid_merge.models.tracking import load_detector  # ultralytics: off the start-up path
+
+        load_detector(str(path))
+
+
 @models_app.command("download")
 def download_model(
     name: str = typer.Argument(..., help="A name from `reid-merge models list`, e.g. osnet_x0_25_msmt17_combineall."),
@@ -126,13 +140,12 @@ def download_model(
     """Fetch NAME into the cache: mirrors in order, checked, then renamed into place."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    from reid_merge import registry
-    from reid_merge.cli import _print_line, _user_errors, console
-    from reid_merge.download import fetch_model
     from reid_merge.errors import UsageError
-    from reid_merge.weights import sha256_file
+    from reid_merge.models import registry
+    from reid_merge.models.download import fetch_model
+    from reid_merge.models.weights import sha256_file
 
-    with _user_errors(debug):
+    with user_errors(debug):
         folder = _use_cache(cache)
         try:
             entry = registry.get(name)
@@ -149,10 +162,16 @@ def download_model(
                 progress.update(task, completed=done, total=total)
 
             path, fetched = fetch_model(
-                entry, folder, force=force, timeout=timeout, deadline=deadline, progress=advance
+                entry,
+                folder,
+                verify=lambda tmp: verify_model_file(entry, tmp),
+                force=force,
+                timeout=timeout,
+                deadline=deadline,
+                progress=advance,
             )
     verb = "downloaded" if fetched else "already present"
-    _print_line(f"{escape(entry.name)}: {verb}: {escape(str(path))} (sha256 {sha256_file(path)})")
+    print_line(f"{escape(entry.name)}: {verb}: {escape(str(path))} (sha256 {sha256_file(path)})")
 
 
 @models_app.command("export")
@@ -167,21 +186,20 @@ def export_model(
     debug: bool = DebugOpt,
 ) -> None:
     """Export a re-identification model for onnxruntime (then: run --reid-weights FILE.onnx)."""
-    from reid_merge.cli import _print_line, _user_errors
     from reid_merge.errors import UsageError
 
-    with _user_errors(debug):
+    with user_errors(debug):
         folder = _use_cache(cache)
         if export_format.lower() != "onnx":
             raise UsageError(f"--format: only onnx is supported, got {export_format!r}")
-        from reid_merge.embedding import load_reid_model
-        from reid_merge.onnx_embedding import export_onnx
-        from reid_merge.weights import sha256_file
+        from reid_merge.models.embedding import load_reid_model
+        from reid_merge.models.onnx_embedding import export_onnx
+        from reid_merge.models.weights import sha256_file
 
         module, architecture, path, source = load_reid_model(model, weights)
         out = output if output is not None else folder / f"{path.name.split('.')[0]}.onnx"
         export_onnx(module, architecture, out, source_weights=path, source_sha256=sha256_file(path), source=source)
-    _print_line(
+    print_line(
         f"{architecture} from {escape(str(path))} -> {escape(str(out))}; "
         f"use it with --reid-weights {escape(shlex.quote(str(out)))}"
     )

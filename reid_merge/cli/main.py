@@ -8,32 +8,19 @@ Exit codes: 0 success, 1 internal error (a bug), 2 usage (bad options or config)
 from __future__ import annotations
 
 import json
-import logging
 import os
-import signal
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from reid_merge.cli_models import models_app
-from reid_merge.config import Config, load_config
-from reid_merge.errors import ReidMergeError
-from reid_merge.pipeline import Reporter, RunResult
+from reid_merge.app.config import Config, load_config
+from reid_merge.app.pipeline import Reporter, RunResult
+from reid_merge.cli.models import models_app
+from reid_merge.cli.terminal import RichReporter, console, progress_bars, user_errors
 
 app = typer.Typer(
     help="Repair fragmented person tracks in videos: one person, one ID.",
@@ -43,9 +30,6 @@ app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 app.add_typer(models_app, name="weights", hidden=True)  # the name issue 4 also used
-console = Console(stderr=True, highlight=False)
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
-EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 SCORE_ROWS = (
     ("idf1", "IDF1"),
@@ -56,104 +40,13 @@ SCORE_ROWS = (
     ("num_pred_ids", "IDs"),
     ("num_gt_ids", "true IDs"),
 )
-STAGE_LABELS = {
-    "track": "detect + track",
-    "decode": "decode + crops",
-    "embed": "embed crops",
-    "video": "write video",
-    "videos": "videos",
-}
-
-
-class RichReporter(Reporter):
-    """Progress bars and notes on stderr."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, Any] = {}
-
-    def start(self, stage: str, total: int | None) -> None:
-        self.tasks[stage] = self.progress.add_task(STAGE_LABELS.get(stage, stage), total=total)
-
-    def advance(self, stage: str, amount: int = 1) -> None:
-        self.progress.advance(self.tasks[stage], amount)
-
-    def finish(self, stage: str) -> None:
-        task = self.tasks[stage]
-        done = self.progress.tasks[task].completed
-        self.progress.update(task, total=done, completed=done)
-
-    def note(self, message: str) -> None:
-        self.progress.console.print(f"[cyan]note:[/] {escape(message)}", soft_wrap=True)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description:<16}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same cleanup runs."""
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
-    raise Terminated
-
-
-@contextmanager
-def _user_errors(debug: bool) -> Iterator[None]:
-    """Turn errors into one line on stderr and an exit code; --debug adds the traceback.
-
-    The exit code is the same with and without --debug. SIGTERM is turned into an exception
-    while the block runs: Python's default action ends the process without running `finally`
-    blocks, which would leave temporary files behind.
-    """
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not debug:
-        # FFmpeg inside OpenCV prints its own lines ("moov atom not found") on stderr;
-        # our error names the file and the problem.
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    except ReidMergeError as exc:
-        if debug:
-            traceback.print_exc()
-        _print_line(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-        _print_line(f"[red]{'terminated' if terminated else 'interrupted'}:[/] previous outputs left as they were")
-        raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
-    except Exception as exc:
-        if debug:
-            traceback.print_exc()
-        message = escape(f"{exc.__class__.__name__}: {exc}")
-        hint = "" if debug else " (run with --debug for the traceback)"
-        _print_line(f"[red]internal error:[/] {message}{hint}")
-        raise typer.Exit(1) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
-
-
-def _print_line(markup: str) -> None:
-    """One line on stderr however narrow the terminal: messages are grepped and logged."""
-    console.print(markup, soft_wrap=True)
 
 
 def _execute(debug: bool, job: Callable[[Reporter], RunResult]) -> None:
     """Run a job with progress bars, then print its summary."""
     if not debug:
         os.environ.setdefault("YOLO_VERBOSE", "False")
-    with _user_errors(debug), _progress() as progress:
+    with user_errors(debug), progress_bars() as progress:
         result = job(RichReporter(progress))
     _print_summary(result)
 
@@ -257,7 +150,7 @@ def run(
     debug: bool = DebugOpt,
 ) -> None:
     """Detect and track people in VIDEO, merge fragmented tracks into persons, write the outputs."""
-    from reid_merge.pipeline import run_video
+    from reid_merge.app.pipeline import run_video
 
     def job(reporter: Reporter) -> RunResult:
         settings = _settings(
@@ -306,7 +199,7 @@ def merge(
     debug: bool = DebugOpt,
 ) -> None:
     """Merge existing TRACKS of VIDEO into persons (no detection or tracking)."""
-    from reid_merge.pipeline import merge_tracks_file
+    from reid_merge.app.pipeline import merge_tracks_file
 
     def job(reporter: Reporter) -> RunResult:
         settings = _settings(
@@ -339,10 +232,10 @@ def evaluate_command(
     debug: bool = DebugOpt,
 ) -> None:
     """Score PRED against GT: IDF1, IDP, IDR, MOTA, ID switches, HOTA, DetA, AssA."""
-    from reid_merge.evaluation import evaluate, read_ground_truth
-    from reid_merge.tracks_io import read_tracks
+    from reid_merge.eval.scores import evaluate, read_ground_truth
+    from reid_merge.io.tracks_io import read_tracks
 
-    with _user_errors(debug):
+    with user_errors(debug):
         scores = evaluate(read_tracks(pred), read_ground_truth(gt), iou_threshold=iou)
     if as_json:
         print(json.dumps(scores.to_dict(), indent=1))
@@ -396,11 +289,11 @@ def batch(
 
     A video that fails gets a row that says why and the others go on; the exit code is then 5.
     """
-    from reid_merge.batch import EXIT_SOME_FAILED, run_batch, split_glob
+    from reid_merge.app.batch import EXIT_SOME_FAILED, run_batch, split_glob
 
     if not debug:
         os.environ.setdefault("YOLO_VERBOSE", "False")
-    with _user_errors(debug), _progress() as progress:
+    with user_errors(debug), progress_bars() as progress:
         settings = _settings(
             config,
             device=device,
@@ -472,7 +365,7 @@ def apply_command(
     debug: bool = DebugOpt,
 ) -> None:
     """Correct a run by hand: rewrite its tracks, video and report without detecting or embedding again."""
-    from reid_merge.plan import apply_plan, parse_merge
+    from reid_merge.app.plan import apply_plan, parse_merge
 
     def job(reporter: Reporter) -> RunResult:
         merges = [parse_merge(value) for value in merge]

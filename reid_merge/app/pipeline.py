@@ -22,32 +22,32 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from reid_merge import __version__
-from reid_merge.adaptation import fit_within_track_whitening
-from reid_merge.annotate import write_annotated_video
-from reid_merge.assignment import person_ids_by_first_appearance
-from reid_merge.atomic import StagedFiles, remove_stale_temps, staged_files
-from reid_merge.calibration import (
+from reid_merge.app.config import Config
+from reid_merge.app.plan import REVIEW_NAMES, persons_entries, write_review
+from reid_merge.core.adaptation import fit_within_track_whitening
+from reid_merge.core.assignment import person_ids_by_first_appearance
+from reid_merge.core.calibration import (
     appearance_log_likelihood_ratio,
     decisive_similarity,
     different_person_model,
     same_person_model,
 )
-from reid_merge.clustering import MAX_DISTANCE, any_between, cluster_tracks
-from reid_merge.config import Config
-from reid_merge.crops import CropSampler, CropSet
+from reid_merge.core.clustering import MAX_DISTANCE, any_between, cluster_tracks
+from reid_merge.core.crops import CropSampler, CropSet
+from reid_merge.core.impurity import Split, apply_splits, find_impure_tracks
+from reid_merge.core.interpolation import fill_gaps
+from reid_merge.core.motion import handover, reachable, track_ends
+from reid_merge.core.similarity import describe, track_similarity
+from reid_merge.core.stitching import chains, clutter_density, crosses_the_edge, handover_model, stitch
+from reid_merge.core.tracks import TrackSet, cooccurrence
 from reid_merge.errors import InputError
-from reid_merge.impurity import Split, apply_splits, find_impure_tracks
-from reid_merge.interpolation import fill_gaps
-from reid_merge.motion import handover, reachable, track_ends
-from reid_merge.plan import REVIEW_NAMES, persons_entries, write_review
-from reid_merge.similarity import describe, track_similarity
-from reid_merge.stitching import chains, clutter_density, crosses_the_edge, handover_model, stitch
-from reid_merge.tracks import TrackSet, cooccurrence
-from reid_merge.tracks_io import JSON_FORMAT, as_written, format_mot, read_tracks, tracks_to_json
-from reid_merge.video import VideoInfo, probe_video, read_frames
+from reid_merge.io.annotate import write_annotated_video
+from reid_merge.io.atomic import StagedFiles, remove_stale_temps, staged_files
+from reid_merge.io.tracks_io import JSON_FORMAT, as_written, format_mot, read_tracks, tracks_to_json
+from reid_merge.io.video import VideoInfo, probe_video, read_frames
 
 if TYPE_CHECKING:  # evaluation imports TrackEval, which only scoring needs
-    from reid_merge.evaluation import GroundTruth
+    from reid_merge.eval.scores import GroundTruth
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,8 @@ class Models:
 
 def load_models(config: Config) -> Models:
     """Load the detector and the embedder that `config` names, on its device."""
-    from reid_merge.embedding import load_embedder, resolve_device
-    from reid_merge.tracking import load_detector
+    from reid_merge.models.embedding import load_embedder, resolve_device
+    from reid_merge.models.tracking import load_detector
 
     device = resolve_device(config.device)
     detector, detector_info = load_detector(config.detector)
@@ -183,7 +183,7 @@ def run_video(
     `models` from `load_models(config)` are used as they are (a batch loads them once per
     worker); without them the models are loaded here. The tracker's state is per call.
     """
-    from reid_merge.tracking import check_tracker_config
+    from reid_merge.models.tracking import check_tracker_config
 
     run = _start(video, out_dir, config, reporter, ground_truth, writes=_output_names(config, write_raw=True))
     tracker = check_tracker_config(config.tracker)
@@ -222,13 +222,13 @@ def _start(
     Nothing is created or written here (only temporaries that killed runs left in the output
     folder are deleted): a run that fails before its outputs are written leaves no trace.
     """
-    from reid_merge.evaluation import read_ground_truth
+    from reid_merge.eval.scores import read_ground_truth
 
     info = probe_video(video)
     gt = read_ground_truth(ground_truth) if ground_truth is not None else None
     inputs = [Path(info.path), *(p for p in (tracks_path, ground_truth) if p is not None)]
     check_output_dir(out_dir, info, inputs, writes)
-    from reid_merge.embedding import resolve_device  # imports torch: after the quicker checks
+    from reid_merge.models.embedding import resolve_device  # imports torch: after the quicker checks
 
     device = resolve_device(config.device)
     return _Run(info, out_dir, config, reporter or Reporter(), ground_truth=gt, device=str(device))
@@ -253,7 +253,7 @@ def track_and_sample(
 
     Returns the raw tracks, the sampled crops and the number of frames decoded.
     """
-    from reid_merge.tracking import track_frames
+    from reid_merge.models.tracking import track_frames
 
     sampler = CropSampler(config.crops_per_track, config.min_crop_height, config.crop_max_covered)
     per_frame: list[TrackSet] = []
@@ -297,7 +297,7 @@ def merge_tracks_file(
             f"{tracks_path}: frame {int(raw.frame.max())} is beyond the video's {run.info.num_frames} frames "
             f"({video}); tracks and video do not belong together"
         )
-    from reid_merge.embedding import load_embedder
+    from reid_merge.models.embedding import load_embedder
 
     with run.clock.time("load models"):
         embedder, reid_info = load_embedder(
@@ -631,7 +631,7 @@ def merge_changes(outcome: MergeOutcome) -> dict[str, Any]:
 
 
 def _score(raw: TrackSet, merged: TrackSet, gt: GroundTruth) -> dict[str, dict[str, float | int]]:
-    from reid_merge.evaluation import evaluate
+    from reid_merge.eval.scores import evaluate
 
     return {"raw": evaluate(raw, gt).to_dict(), "merged": evaluate(merged, gt).to_dict()}
 

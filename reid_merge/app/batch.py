@@ -46,11 +46,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reid_merge import __version__
-from reid_merge.atomic import remove_stale_temps, write_text_atomic
-from reid_merge.config import Config
+from reid_merge.app.config import Config
+from reid_merge.app.pipeline import Models, Reporter, load_models, run_video
 from reid_merge.errors import InputError, ReidMergeError, UsageError
-from reid_merge.pipeline import Models, Reporter, load_models, run_video
-from reid_merge.video import VIDEO_SUFFIXES, probe_video
+from reid_merge.io.atomic import remove_stale_temps, write_text_atomic
+from reid_merge.io.video import VIDEO_SUFFIXES, probe_video
 
 log = logging.getLogger(__name__)
 
@@ -796,8 +796,8 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def _check_local_settings(config: Config) -> None:
     """Settings mistakes that every video would hit, reported before any worker starts."""
-    from reid_merge.embedding import resolve_device
-    from reid_merge.tracking import check_tracker_config
+    from reid_merge.models.embedding import resolve_device
+    from reid_merge.models.tracking import check_tracker_config
 
     check_tracker_config(config.tracker)
     resolve_device(config.device)

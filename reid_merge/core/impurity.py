@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.tracks import TrackSet
+from reid_merge.core.tracks import TrackSet
 
 MIN_CROPS_EACH_SIDE = 3
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.tracks import TrackSet
+from reid_merge.core.tracks import TrackSet
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -16,10 +16,10 @@ from typing import Any, get_args, get_type_hints
 
 import yaml
 
-from reid_merge.clustering import CRITERIA
+from reid_merge.core.clustering import CRITERIA
+from reid_merge.core.interpolation import FILL_METHODS
+from reid_merge.core.similarity import AGGREGATIONS
 from reid_merge.errors import UsageError, excerpt
-from reid_merge.interpolation import FILL_METHODS
-from reid_merge.similarity import AGGREGATIONS
 
 #: Largest detector input side: a larger one only makes OpenCV and the detector fail to allocate.
 MAX_IMAGE_SIZE = 4096

@@ -1,0 +1,1 @@
+"""The command line (typer): commands built over the app layer."""

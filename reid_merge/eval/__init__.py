@@ -1,0 +1,1 @@
+"""Scoring tracks against ground truth, as TrackEval scores MOTChallenge."""

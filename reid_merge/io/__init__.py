@@ -1,0 +1,1 @@
+"""Files and video at the edges: reading and writing frames, track files, atomic writes, drawing."""

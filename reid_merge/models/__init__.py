@@ -1,0 +1,1 @@
+"""Models and their weights: the registry, downloads, checkpoint loading, embedders, detector and tracker."""

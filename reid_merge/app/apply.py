@@ -196,7 +196,7 @@ def check_same_video(info: VideoInfo, recorded: Mapping[str, Any], plan_file: Pa
     as many frames as the run's video announced or decoded. Boxes drawn on another clip
     would be wrong without a word."""
     size = (recorded.get("width"), recorded.get("height"))
-    counts = {recorded.get("num_frames"), recorded.get("frames_decoded")} - {None}
+    counts = {n for n in (recorded.get("num_frames"), recorded.get("frames_decoded")) if n is not None}
     if (info.width, info.height) != size or (counts and info.num_frames not in counts):
         raise InputError(
             f"{info.path}: {info.width}x{info.height}, {info.num_frames} frames, but the run was made from a "

@@ -176,14 +176,8 @@ def run_video(
     """
     from reid_merge.models.tracking import check_tracker_config
 
-    run = _start(
-        video,
-        out_dir,
-        config,
-        reporter,
-        ground_truth,
-        writes=output_names(write_video=config.write_video, write_raw=True),
-    )
+    writes = output_names(write_video=config.write_video, write_raw=True)
+    run = _start(video, out_dir, config, reporter, ground_truth, writes)
     tracker = check_tracker_config(config.tracker)
     with run.clock.time("load models"):
         models = models or load_models(config)

@@ -34,7 +34,8 @@ import numpy as np
 from oracle import cut_into_fragments, pairwise_scores
 
 from reid_merge.app.config import Config
-from reid_merge.app.pipeline import Reporter, _Stopwatch, decide_merge, fill_person_gaps, sample_crops, track_and_sample
+from reid_merge.app.pipeline import Reporter, decide_merge, fill_person_gaps, sample_crops, track_and_sample
+from reid_merge.app.run_writer import Stopwatch
 from reid_merge.core.clustering import cluster_tracks
 from reid_merge.core.tracks import TrackSet, cooccurrence
 from reid_merge.eval.scores import GroundTruth, box_iou, evaluate, read_ground_truth
@@ -119,7 +120,7 @@ def _track(sequence: Path, config: Config) -> tuple[TrackSet, object, dict]:
         str(device),
         config,
         Reporter(),
-        _Stopwatch(),
+        Stopwatch(),
     )
     return raw, crops, {"seconds": time.perf_counter() - start, "detector": detector_info.name}
 

@@ -14,15 +14,9 @@ import av
 import numpy as np
 import pytest
 
-from reid_merge.app.plan import (
-    CACHE_NAME,
-    PLAN_NAME,
-    MergeCache,
-    apply_plan,
-    correct_assignment,
-    parse_merge,
-    read_plan,
-)
+from reid_merge.app.apply import apply_plan
+from reid_merge.app.plan import MergeCache, correct_assignment, parse_merge, read_plan
+from reid_merge.app.run_folder import MERGE_CACHE, MERGE_PLAN
 from reid_merge.core.interpolation import FILLED_SCORE
 from reid_merge.errors import InputError, UsageError
 from reid_merge.io.tracks_io import read_mot
@@ -52,7 +46,7 @@ def persons_of(run: Path) -> dict[int, int]:
     doc = json.loads((run / "tracks.json").read_text())
     merged = read_mot(run / "tracks.txt")
     merged = merged[merged.score != FILLED_SCORE]  # boxes gap filling added: no raw track has them
-    raw = MergeCache.load(run / CACHE_NAME).tracks.sorted()
+    raw = MergeCache.load(run / MERGE_CACHE).tracks.sorted()
     assert len(merged) == len(raw)
     merged = merged.sorted()
     # tracks.txt is sorted by frame then person; match rows on (frame, box).
@@ -80,11 +74,11 @@ def reid_merge(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_run_writes_plan_cache_and_report_that_agree_with_the_tracks(pristine_run: Path) -> None:
-    plan, assignment = read_plan(pristine_run / PLAN_NAME)
+    plan, assignment = read_plan(pristine_run / MERGE_PLAN)
     assert assignment == persons_of(pristine_run) == {1: 1, 2: 2, 3: 1, 4: 3}
     assert Path(plan["video"]).is_absolute() and Path(plan["video"]).is_file()
     assert plan["corrections"] == []
-    cache = MergeCache.load(pristine_run / CACHE_NAME)
+    cache = MergeCache.load(pristine_run / MERGE_CACHE)
     assert cache.track_ids.tolist() == [1, 2, 3, 4]
     assert len(cache.thumbnails) == len(cache.features) == len(cache.crop_track) > 0
     assert cache.cannot_link[0, 1] and not cache.cannot_link[0, 2]  # 1 and 2 share frames; 1 hands over to 3
@@ -104,13 +98,13 @@ def test_split_gives_a_track_its_own_person_and_rewrites_every_output(run_dir: P
     after = snapshot(run_dir)
     for name in ("tracks.txt", "tracks.json", "merge_plan.json", "report.html", "annotated.mp4"):
         assert after[name] != before[name], f"{name} not rewritten"
-    assert after[CACHE_NAME] == before[CACHE_NAME]  # nothing embedded again
+    assert after[MERGE_CACHE] == before[MERGE_CACHE]  # nothing embedded again
     assert set(after) == set(before), "temporary or extra files left behind"
     with av.open(str(run_dir / "annotated.mp4")) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264"
         assert sum(1 for _ in container.decode(stream)) == NUM_FRAMES
-    plan, _ = read_plan(run_dir / PLAN_NAME)
+    plan, _ = read_plan(run_dir / MERGE_PLAN)
     assert plan["corrections"] == [{"split": 3}]
     doc = json.loads((run_dir / "tracks.json").read_text())
     assert doc["summary"]["persons"] == 4 and doc["corrections"] == [{"split": 3}]
@@ -150,7 +144,7 @@ def test_merge_joins_persons_and_corrections_accumulate(run_dir: Path) -> None:
     apply_plan(run_dir, splits=[3])
     apply_plan(run_dir, merges=[[2, 4]])
     assert persons_of(run_dir) == {1: 1, 2: 2, 3: 3, 4: 2}
-    plan, _ = read_plan(run_dir / PLAN_NAME)
+    plan, _ = read_plan(run_dir / MERGE_PLAN)
     assert plan["corrections"] == [{"split": 3}, {"merge": [2, 4]}]
     assert report_persons(run_dir) == 3
 
@@ -191,7 +185,7 @@ def test_refused_corrections_exit_2_and_change_nothing(run_dir: Path, args: tupl
 
 
 def test_edited_plan_regroups_tracks(run_dir: Path, tmp_path: Path) -> None:
-    doc = json.loads((run_dir / PLAN_NAME).read_text())
+    doc = json.loads((run_dir / MERGE_PLAN).read_text())
     for entry in doc["assignment"]:
         entry["person_id"] = {1: 7, 2: 5, 3: 7, 4: 5}[entry["track_id"]]  # any labels; 2 and 4 together
     edited = tmp_path / "edited.json"
@@ -201,7 +195,7 @@ def test_edited_plan_regroups_tracks(run_dir: Path, tmp_path: Path) -> None:
     assert persons_of(run_dir) == {1: 1, 2: 2, 3: 1, 4: 2}
     assert not (run_dir / "annotated.mp4").exists()  # it showed the old assignment
     assert "annotated.mp4 removed" in result.stderr
-    assert read_plan(run_dir / PLAN_NAME)[0]["corrections"] == [{"plan": str(edited)}]
+    assert read_plan(run_dir / MERGE_PLAN)[0]["corrections"] == [{"plan": str(edited)}]
 
 
 @pytest.mark.parametrize(
@@ -220,7 +214,7 @@ def test_edited_plan_regroups_tracks(run_dir: Path, tmp_path: Path) -> None:
     ids=["co-occurring", "missing-track", "unknown-track", "not-integer", "wrong-format", "cache-path"],
 )
 def test_bad_edited_plans_are_input_errors(run_dir: Path, tmp_path: Path, edit, message: str) -> None:
-    doc = json.loads((run_dir / PLAN_NAME).read_text())
+    doc = json.loads((run_dir / MERGE_PLAN).read_text())
     edit(doc)
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(doc))
@@ -241,18 +235,18 @@ def test_missing_video_skips_the_video_and_says_so(tmp_path: Path, monkeypatch: 
 
 
 def test_run_folder_without_a_plan_is_an_input_error(run_dir: Path, tmp_path: Path) -> None:
-    (run_dir / PLAN_NAME).unlink()
+    (run_dir / MERGE_PLAN).unlink()
     with pytest.raises(InputError, match="no merge_plan.json"):
         apply_plan(run_dir, splits=[3])
     with pytest.raises(InputError, match="no tracks.json"):
         apply_plan(tmp_path)
-    (tmp_path / "run" / CACHE_NAME).write_bytes(b"not a zip")
+    (tmp_path / "run" / MERGE_CACHE).write_bytes(b"not a zip")
     with pytest.raises(InputError, match="not a readable merge cache"):
-        MergeCache.load(tmp_path / "run" / CACHE_NAME)
+        MergeCache.load(tmp_path / "run" / MERGE_CACHE)
 
 
 def test_cache_round_trips(pristine_run: Path, tmp_path: Path) -> None:
-    cache = MergeCache.load(pristine_run / CACHE_NAME)
+    cache = MergeCache.load(pristine_run / MERGE_CACHE)
     cache.save(tmp_path / "copy.npz")
     again = MergeCache.load(tmp_path / "copy.npz")
     np.testing.assert_array_equal(again.features, cache.features)
@@ -363,7 +357,7 @@ def test_cache_arrays_are_size_checked_from_their_headers(
 ) -> None:
     import tracemalloc
 
-    bad = _cache_with(pristine_run / CACHE_NAME, tmp_path / CACHE_NAME, "similarity", make_npy())
+    bad = _cache_with(pristine_run / MERGE_CACHE, tmp_path / MERGE_CACHE, "similarity", make_npy())
     tracemalloc.start()
     try:
         with pytest.raises(InputError, match="malformed merge cache") as caught:
@@ -379,7 +373,7 @@ def test_cache_arrays_are_size_checked_from_their_headers(
 
 
 def _edit_plan(run: Path, target: Path, **changes: object) -> Path:
-    doc = json.loads((run / PLAN_NAME).read_text())
+    doc = json.loads((run / MERGE_PLAN).read_text())
     doc.update(changes)
     target.write_text(json.dumps(doc))
     return target
@@ -405,7 +399,7 @@ def test_plan_naming_another_video_is_refused(run_dir: Path, tmp_path: Path) -> 
 def test_relative_video_in_a_plan_is_beside_the_run(
     run_dir: Path, pristine_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shutil.copy(json.loads((pristine_run / PLAN_NAME).read_text())["video"], run_dir / "clip.mp4")
+    shutil.copy(json.loads((pristine_run / MERGE_PLAN).read_text())["video"], run_dir / "clip.mp4")
     edited = _edit_plan(run_dir, tmp_path / "edited.json", video="clip.mp4")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -414,7 +408,7 @@ def test_relative_video_in_a_plan_is_beside_the_run(
     result = apply_plan(run_dir, splits=[3], plan_path=edited)
     assert not any("gone" in note or "removed" in note for note in result.notes), result.notes
     assert (run_dir / "annotated.mp4").read_bytes() != old_video  # rewritten, not deleted
-    assert read_plan(run_dir / PLAN_NAME)[0]["video"] == str(run_dir / "clip.mp4")
+    assert read_plan(run_dir / MERGE_PLAN)[0]["video"] == str(run_dir / "clip.mp4")
 
 
 @pytest.mark.parametrize(
@@ -430,7 +424,7 @@ def test_relative_video_in_a_plan_is_beside_the_run(
     ids=["merge-not-a-list", "timings-not-numbers", "threshold-not-a-number", "notes", "evaluation", "frames"],
 )
 def test_malformed_optional_fields_are_input_errors(run_dir: Path, where: str, edit, message: str) -> None:
-    name = PLAN_NAME if where == "plan" else "tracks.json"
+    name = MERGE_PLAN if where == "plan" else "tracks.json"
     doc = json.loads((run_dir / name).read_text())
     edit(doc)
     (run_dir / name).write_text(json.dumps(doc))
@@ -468,10 +462,10 @@ def test_full_disk_while_writing_is_an_input_error_naming_the_folder(run_dir: Pa
 
 
 def test_plan_with_a_byte_order_mark_reads_and_huge_numbers_are_input_errors(run_dir: Path, tmp_path: Path) -> None:
-    text = (run_dir / PLAN_NAME).read_text()
+    text = (run_dir / MERGE_PLAN).read_text()
     bom = tmp_path / "bom.json"
     bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
-    assert read_plan(bom)[1] == read_plan(run_dir / PLAN_NAME)[1]
+    assert read_plan(bom)[1] == read_plan(run_dir / MERGE_PLAN)[1]
     huge = tmp_path / "huge.json"
     huge.write_text(text.replace('"track_id": 1,', '"track_id": ' + "1" * 5000 + ",", 1))
     with pytest.raises(InputError, match=r"huge\.json: not valid JSON \(Exceeds the limit"):

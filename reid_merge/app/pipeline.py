@@ -8,22 +8,27 @@ fails in a second, not after the video has been tracked.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
-import tempfile
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reid_merge import __version__
 from reid_merge.app.config import Config
-from reid_merge.app.plan import REVIEW_NAMES, persons_entries, write_review
+from reid_merge.app.plan import MergeCache
+from reid_merge.app.report import thumbnail_jpeg
+from reid_merge.app.run_folder import (
+    TRACKS_JSON,
+    RunDocument,
+    check_output_dir,
+    mapping_entries,
+    output_names,
+    pair_distributions,
+    persons_entries,
+)
+from reid_merge.app.run_writer import AnnotatedVideo, Stopwatch, write_run_folder
 from reid_merge.core.adaptation import fit_within_track_whitening
 from reid_merge.core.assignment import person_ids_by_first_appearance
 from reid_merge.core.calibration import (
@@ -37,13 +42,12 @@ from reid_merge.core.crops import CropSampler, CropSet
 from reid_merge.core.impurity import Split, apply_splits, find_impure_tracks
 from reid_merge.core.interpolation import fill_gaps
 from reid_merge.core.motion import handover, reachable, track_ends
-from reid_merge.core.similarity import describe, track_similarity
+from reid_merge.core.similarity import track_similarity
 from reid_merge.core.stitching import chains, clutter_density, crosses_the_edge, handover_model, stitch
 from reid_merge.core.tracks import TrackSet, cooccurrence
 from reid_merge.errors import InputError
-from reid_merge.io.annotate import write_annotated_video
-from reid_merge.io.atomic import StagedFiles, remove_stale_temps, staged_files
-from reid_merge.io.tracks_io import JSON_FORMAT, as_written, format_mot, read_tracks, tracks_to_json
+from reid_merge.io.atomic import StagedFiles, staged_files
+from reid_merge.io.tracks_io import as_written, read_tracks, tracks_to_json
 from reid_merge.io.video import VideoInfo, probe_video, read_frames
 
 if TYPE_CHECKING:  # evaluation imports TrackEval, which only scoring needs
@@ -86,19 +90,6 @@ class RunResult:
 
 
 @dataclass
-class _Stopwatch:
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def time(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
-
-
-@dataclass
 class _Run:
     """What every stage of one run shares: where it reads and writes, how it reports."""
 
@@ -106,7 +97,7 @@ class _Run:
     out_dir: Path
     config: Config
     reporter: Reporter
-    clock: _Stopwatch = field(default_factory=_Stopwatch)
+    clock: Stopwatch = field(default_factory=Stopwatch)
     notes: list[str] = field(default_factory=list)
     models: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
@@ -185,7 +176,8 @@ def run_video(
     """
     from reid_merge.models.tracking import check_tracker_config
 
-    run = _start(video, out_dir, config, reporter, ground_truth, writes=_output_names(config, write_raw=True))
+    writes = output_names(write_video=config.write_video, write_raw=True)
+    run = _start(video, out_dir, config, reporter, ground_truth, writes)
     tracker = check_tracker_config(config.tracker)
     with run.clock.time("load models"):
         models = models or load_models(config)
@@ -204,7 +196,7 @@ def run_video(
             f"{video}: decoding stopped after {frames} of the {run.info.num_frames} frames the file announces "
             "(truncated or damaged?); the outputs cover the frames decoded"
         )
-    with staged_files(out_dir / "tracks.json") as staged:
+    with staged_files(out_dir / TRACKS_JSON) as staged:
         return _merge_and_write(run, raw, crops, embedder, frames, staged, write_raw=True)
 
 
@@ -234,11 +226,6 @@ def _start(
     return _Run(info, out_dir, config, reporter or Reporter(), ground_truth=gt, device=str(device))
 
 
-def _output_names(config: Config, *, write_raw: bool) -> tuple[str, ...]:
-    names = ("annotated.mp4",) if config.write_video else ()
-    return (*names, "tracks.txt", *(("raw_tracks.txt",) if write_raw else ()), *REVIEW_NAMES, "tracks.json")
-
-
 def track_and_sample(
     info: VideoInfo,
     detector: Any,
@@ -247,7 +234,7 @@ def track_and_sample(
     device: str,
     config: Config,
     reporter: Reporter,
-    clock: _Stopwatch,
+    clock: Stopwatch,
 ) -> tuple[TrackSet, CropSet, int]:
     """One decode of the video: track every frame and sample crops from it as we go.
 
@@ -289,7 +276,7 @@ def merge_tracks_file(
 ) -> RunResult:
     """Merge tracks that any tracker produced for `video`; the outputs of `run_video` less raw_tracks.txt."""
     raw = read_tracks(tracks_path)
-    writes = _output_names(config, write_raw=False)
+    writes = output_names(write_video=config.write_video, write_raw=False)
     run = _start(video, out_dir, config, reporter, ground_truth, writes, tracks_path=tracks_path)
     run.inputs = {"tracks": str(tracks_path)}
     if len(raw) and raw.frame.max() > run.info.num_frames:
@@ -310,7 +297,7 @@ def merge_tracks_file(
     last_frame = int(raw.frame.max()) if len(raw) else 0
     if frames < last_frame:
         raise InputError(f"{tracks_path}: tracks reach frame {last_frame} but {video} decodes only {frames} frames")
-    with staged_files(out_dir / "tracks.json") as staged:
+    with staged_files(out_dir / TRACKS_JSON) as staged:
         return _merge_and_write(run, raw, crops, embedder, run.info.num_frames, staged, write_raw=False)
 
 
@@ -487,18 +474,11 @@ def likely_false_positives(
 
 def similarity_report(outcome: MergeOutcome, config: Config) -> dict[str, Any]:
     """Distribution of pairwise track similarities, split by whether the pair was merged."""
-    n = len(outcome.track_ids)
-    rows, cols = np.triu_indices(n, k=1)
-    values = outcome.similarity[rows, cols] if n > 1 else np.zeros(0)
-    person = np.array([outcome.mapping[int(t)] for t in outcome.track_ids])
-    same = person[rows] == person[cols] if n > 1 else np.zeros(0, dtype=bool)
     return {
         "aggregation": config.aggregation,
         "threshold_distance": outcome.threshold,
         "calibration": outcome.calibration,
-        "all_pairs": describe(values),
-        "merged_pairs": describe(values[same]),
-        "not_merged_pairs": describe(values[~same]),
+        **pair_distributions(outcome.similarity, outcome.track_ids, outcome.mapping),
         "tracks_without_crops": outcome.tracks_without_crops,
         "tracks_too_few_crops": outcome.tracks_too_few_crops,
         "adapted_to_video": outcome.adapted,
@@ -526,65 +506,49 @@ def _merge_and_write(
     elif len(outcome.track_ids) == 1:
         run.note("one track: nothing to merge")
 
-    outputs: dict[str, Path] = {}
-    if config.write_video:
-        reporter.start("video", frames)
-        with clock.time("write video"):
-            outputs["annotated.mp4"] = run.out_dir / "annotated.mp4"
-            written = write_annotated_video(
-                counting_frames(read_frames(run.info), reporter),
-                outcome.tracks,
-                outcome.mapping,
-                staged.path(outputs["annotated.mp4"]),
-                run.info.fps,
-                filled=merged[filled],
-            )
-        reporter.finish("video")
-        frames = max(frames, written)
     # The files are scored, as `reid-merge eval` would score them: boxes to 0.01 px as written
     # (`merge` does not write its input: the raw tracks are scored as read).
     scored_raw = as_written(raw) if write_raw else raw
     scores = _score(scored_raw, as_written(merged), run.ground_truth) if run.ground_truth is not None else None
-    with clock.time("write tracks"):
-        outputs["tracks.txt"] = run.out_dir / "tracks.txt"
-        staged.path(outputs["tracks.txt"]).write_text(format_mot(merged), encoding="utf-8")
-        if write_raw:
-            outputs["raw_tracks.txt"] = run.out_dir / "raw_tracks.txt"
-            staged.path(outputs["raw_tracks.txt"]).write_text(format_mot(raw), encoding="utf-8")
-        document = {
-            "format": JSON_FORMAT,
-            "version": 1,
-            "tool": {"name": "reid-merge", "version": __version__},
-            "video": {**run.info.to_dict(), "frames_decoded": frames},
-            "inputs": run.inputs,
-            "parameters": config.to_dict(),
-            "models": run.models,
-            "summary": {
-                "frames": frames,
-                "raw_tracks": len(raw.track_ids),
-                "persons": persons,
-                **changes,
-                "boxes_filled": int(filled.sum()),
-            },
-            "splits": [dataclasses.asdict(split) for split in outcome.splits],
-            "mapping": [{"track_id": t, "person_id": p} for t, p in sorted(outcome.mapping.items())],
-            "persons": persons_entries(outcome.tracks, outcome.mapping),
-            "similarity": similarity_report(outcome, config),
-            **({"evaluation": scores} if scores is not None else {}),
-            "notes": run.notes,
-            "tracks": tracks_to_json(merged, filled),
-        }
-        outputs["tracks.json"] = run.out_dir / "tracks.json"
-        # Renamed into place last (StagedFiles' marker): a tracks.json on disk means the
-        # other outputs beside it are complete and from the same run.
-        staged.path(outputs["tracks.json"]).write_text(_dump_json(document), encoding="utf-8")
-    with clock.time("write report"):  # report.html, merge_plan.json, merge_cache.npz
-        outputs.update(
-            write_review(staged, run.out_dir, document, outcome, crops, features, run.ground_truth, clock.timings)
-        )
+    document = RunDocument(
+        video={**run.info.to_dict(), "frames_decoded": frames},
+        inputs=run.inputs,
+        parameters=config.to_dict(),
+        models=run.models,
+        summary={
+            "frames": frames,
+            "raw_tracks": len(raw.track_ids),
+            "persons": persons,
+            **changes,
+            "boxes_filled": int(filled.sum()),
+        },
+        splits=[dataclasses.asdict(split) for split in outcome.splits],
+        mapping=mapping_entries(outcome.mapping),
+        persons=persons_entries(outcome.tracks, outcome.mapping),
+        similarity=similarity_report(outcome, config),
+        evaluation=scores,
+        notes=run.notes,
+        tracks=tracks_to_json(merged, filled),
+    )
+    video = None
+    if config.write_video:
+        video = AnnotatedVideo(counting_frames(read_frames(run.info), reporter, frames), run.info.fps)
+    document, outputs = write_run_folder(
+        staged,
+        run.out_dir,
+        document,
+        outcome.tracks,
+        outcome.mapping,
+        merged,
+        filled,
+        lambda: merge_cache(outcome, crops, features, run.ground_truth),
+        clock,
+        raw=raw if write_raw else None,
+        video=video,
+    )
     return RunResult(
         run.out_dir,
-        frames,
+        document.frames,
         len(raw.track_ids),
         persons,
         dict(clock.timings),
@@ -594,6 +558,30 @@ def _merge_and_write(
         changes["tracks_joined"],
         changes["left_alone"],
         int(filled.sum()),
+    )
+
+
+def merge_cache(
+    outcome: MergeOutcome, crops: CropSet, features: np.ndarray, ground_truth: GroundTruth | None
+) -> MergeCache:
+    """The merge cache of one merge decision and the crops it compared (what ``apply`` corrects from)."""
+    _, crop_track = apply_splits(outcome.tracks, crops.track_id, crops.frame, outcome.splits)
+    n = len(outcome.track_ids)
+    if outcome.distance is not None and outcome.cannot_link is not None:
+        similarity, cannot_link = 1.0 - outcome.distance, outcome.cannot_link
+    else:  # an outcome built without the clustering's inputs: appearance and shared frames
+        similarity, cannot_link = outcome.similarity, cooccurrence(outcome.tracks, outcome.track_ids)
+    return MergeCache(
+        tracks=outcome.tracks,
+        track_ids=np.asarray(outcome.track_ids, dtype=np.int64),
+        similarity=np.asarray(similarity, dtype=np.float64).reshape(n, n),
+        appearance=np.asarray(outcome.similarity, dtype=np.float64).reshape(n, n),
+        cannot_link=np.asarray(cannot_link, dtype=bool).reshape(n, n),
+        crop_track=crop_track.astype(np.int64),
+        crop_frame=crops.frame.astype(np.int64),
+        features=np.asarray(features, dtype=np.float32),
+        thumbnails=[thumbnail_jpeg(crop) for crop in crops.crops],
+        ground_truth=ground_truth,
     )
 
 
@@ -649,11 +637,15 @@ def _embed(embedder: Any, crops: CropSet, chunk: int, reporter: Reporter) -> np.
     return np.concatenate(parts, axis=0)
 
 
-def counting_frames(frames: Iterator[tuple[int, np.ndarray]], reporter: Reporter) -> Iterator[tuple[int, np.ndarray]]:
-    """Pass frames through, advancing the reporter's ``video`` stage for each."""
+def counting_frames(
+    frames: Iterable[tuple[int, np.ndarray]], reporter: Reporter, total: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Pass frames through as the reporter's ``video`` stage of `total` steps, one per frame."""
+    reporter.start("video", total)
     for item in frames:
         yield item
         reporter.advance("video")
+    reporter.finish("video")
 
 
 def _concat(parts: list[TrackSet]) -> TrackSet:
@@ -669,52 +661,3 @@ def _concat(parts: list[TrackSet]) -> TrackSet:
 
 def _optional_path(value: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
-
-
-OUTPUT_NAMES = ("tracks.json", "tracks.txt", "raw_tracks.txt", "annotated.mp4", *REVIEW_NAMES)
-
-
-def check_output_dir(
-    out_dir: Path, info: VideoInfo, inputs: Sequence[Path] = (), writes: Sequence[str] = OUTPUT_NAMES
-) -> None:
-    """The output folder must be writable and may not be the input's folder of frames; no
-    output (`writes`) may overwrite one of the `inputs`.
-
-    The folder is not created here (writing the first output does that), so a run that fails
-    before its outputs leaves nothing behind. Temporary files that killed runs left in it are
-    deleted.
-    """
-    source = Path(info.path).resolve()
-    target = out_dir.resolve()
-    if info.kind == "sequence":
-        frames_dir = source / "img1"
-        if target in (source, frames_dir) or frames_dir in target.parents:
-            raise InputError(f"{out_dir}: the output folder may not be the input sequence's own folder of frames")
-    for name in writes:
-        for path in inputs:
-            if _same_file(out_dir / name, path):
-                raise InputError(f"{out_dir}: writing {name} there would overwrite the input {path}")
-    try:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise InputError(f"{out_dir}: exists and is not a folder")
-        folder = out_dir.absolute()
-        while not folder.exists():  # the nearest existing folder is where it will be created
-            folder = folder.parent
-        if not folder.is_dir():
-            raise InputError(f"{out_dir}: cannot be created, {folder} is a file")
-        with tempfile.TemporaryFile(dir=folder):  # unnamed where the OS allows: leaves nothing
-            pass
-    except OSError as exc:
-        raise InputError(f"{out_dir}: the output folder is not writable ({exc.strerror})") from None
-    remove_stale_temps(out_dir)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # either one missing
-        return False
-
-
-def _dump_json(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=1, sort_keys=False) + "\n"

@@ -365,7 +365,8 @@ def apply_command(
     debug: bool = DebugOpt,
 ) -> None:
     """Correct a run by hand: rewrite its tracks, video and report without detecting or embedding again."""
-    from reid_merge.app.plan import apply_plan, parse_merge
+    from reid_merge.app.apply import apply_plan
+    from reid_merge.app.plan import parse_merge
 
     def job(reporter: Reporter) -> RunResult:
         merges = [parse_merge(value) for value in merge]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -199,6 +199,22 @@ def read_json_object(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object")
     return doc
+
+
+def dump_json(document: Any) -> str:
+    """A JSON document as every JSON file of a run folder is written: indented by one, keys in
+    their order, a final newline (the merge plan adds its own layout, `plan.dump_plan`)."""
+    return json.dumps(document, indent=1) + "\n"
+
+
+def is_json_integer(value: Any) -> TypeGuard[int]:
+    """An integer read from JSON (``true`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_json_number(value: Any) -> bool:
+    """A finite number read from JSON."""
+    return (isinstance(value, float) and math.isfinite(value)) or is_json_integer(value)
 
 
 def tracks_from_json(doc: Any, where: str) -> TrackSet:

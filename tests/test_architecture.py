@@ -6,8 +6,10 @@ on them, so that the structure stays true as the code changes.
 
 from __future__ import annotations
 
+import graphlib
 from pathlib import Path
 
+import grimp
 import pytest
 from importlinter.cli import lint_imports
 
@@ -19,3 +21,13 @@ def test_layers_contract_is_kept(capsys: pytest.CaptureFixture[str]) -> None:
     report = capsys.readouterr().out
     assert code == 0, report
     assert "2 kept, 0 broken" in report
+
+
+def test_no_import_cycles() -> None:
+    """Imports inside functions count: a cycle hidden in a function is still a cycle."""
+    graph = grimp.build_graph("reid_merge", exclude_type_checking_imports=True, cache_dir=None)
+    imports = {module: graph.find_modules_directly_imported_by(module) for module in graph.modules}
+    try:
+        graphlib.TopologicalSorter(imports).prepare()
+    except graphlib.CycleError as cycle:
+        pytest.fail(f"import cycle: {' -> '.join(cycle.args[1])}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import reid_merge
-from tests.data_paths import SAMPLE_VIDEO
+from tests.data_paths import FIRST_RUN_VIDEO
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,9 +24,9 @@ def no_model_downloads() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def sample_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """``reid-merge run`` on the sample video, once per session (about 40 s on a 2-core CPU)."""
+    """The README's first command, ``reid-merge run`` on the first-run sample, once per session."""
     out = tmp_path_factory.mktemp("sample") / "run"
-    result = reid_merge("run", SAMPLE_VIDEO, "-o", out, "--device", "cpu")
+    result = reid_merge("run", FIRST_RUN_VIDEO, "-o", out, "--device", "cpu")
     return out, result
 
 

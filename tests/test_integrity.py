@@ -17,9 +17,9 @@ import pytest
 
 from reid_merge.io.atomic import parse_temp_name
 from tests.cli_helpers import cli_env, reid_merge
-from tests.data_paths import SAMPLE_VIDEO
+from tests.data_paths import FIRST_RUN_VIDEO
 
-SAMPLE = SAMPLE_VIDEO
+SAMPLE = FIRST_RUN_VIDEO  # the sample run's video: its raw tracks are merged again below
 
 
 def contents(folder: Path) -> dict[str, str]:
@@ -89,7 +89,7 @@ def test_interrupted_run_leaves_the_previous_outputs(
     if phase == "tracking":
         process = start_run("run", SAMPLE, "-o", previous_outputs, "--device", "cpu")
         wait_for(process, "re-identification:")  # models loaded: tracking begins
-        time.sleep(random.Random(signum).uniform(0.5, 3.0))  # somewhere in the 180 frames
+        time.sleep(random.Random(signum).uniform(0.5, 3.0))  # somewhere in the 110 frames
     else:
         tracks = previous_outputs.parent / "early_tracks.txt"  # the first 30 frames: little to decode
         raw = (previous_outputs / "raw_tracks.txt").read_text().splitlines(keepends=True)

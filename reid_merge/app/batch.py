@@ -45,6 +45,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from rich.table import Table
+
 from reid_merge import __version__
 from reid_merge.app.config import Config
 from reid_merge.app.pipeline import Models, Reporter, load_models, run_video
@@ -150,6 +152,22 @@ class BatchSummary:
             "videos": [r.to_dict() for r in self.results],
         }
         return json.dumps(document, indent=1) + "\n"
+
+    def table(self) -> Table:
+        """One row per video; errors cut to one line here (summary.csv has them whole)."""
+        table = Table(title=f"reid-merge batch: {self.out_root}", title_justify="left")
+        table.add_column("video", overflow="fold")
+        table.add_column("status", no_wrap=True)
+        for column in ("frames", "tracks", "persons", "seconds"):
+            table.add_column(column, justify="right", no_wrap=True)
+        table.add_column("error", overflow="fold")
+        colours = {"done": "green", "skipped": "cyan", "failed": "red"}
+        for row in self.results:
+            numbers = [str(v) if v is not None else "" for v in (row.frames, row.raw_tracks, row.persons)]
+            # Input errors start with the input's absolute path, which the row already names.
+            error = row.error.split(": ", 1)[1] if row.error.startswith("/") and ": " in row.error else row.error
+            table.add_row(row.video, f"[{colours[row.status]}]{row.status}[/]", *numbers, f"{row.seconds:.1f}", error)
+        return table
 
     def to_csv(self) -> str:
         buffer = io.StringIO()

@@ -159,6 +159,9 @@ def test_resume_key_follows_input_settings_and_version(tmp_path: Path, monkeypat
     assert resume_key(fingerprint_input(video)["sha256"], CONFIG) == key
     assert resume_key(before["sha256"], replace(CONFIG, threshold=0.5)) != key
     assert resume_key(before["sha256"], replace(CONFIG, write_video=True)) != key
+    assert resume_key(before["sha256"], replace(CONFIG, device="auto")) != key
+    # The batch size of the embedder does not change the features (tests/test_embedding.py): no rerun.
+    assert resume_key(before["sha256"], replace(CONFIG, embed_batch_size=8)) == key
     monkeypatch.setattr(batch, "__version__", "9.9.9")
     assert resume_key(before["sha256"], CONFIG) != key
     monkeypatch.undo()

@@ -8,7 +8,8 @@ process, so each worker loads them once, not once per video.
 
 Resume. After a video's outputs are written, its folder gets a record,
 ``.reid-merge-input.json``, holding the resume key: sha256 over the input's sha256, every
-setting of the run and the tool's version. A folder is complete when the record's key
+setting of the run that can change its outputs (all but `embed_batch_size`) and the tool's
+version. A folder is complete when the record's key
 equals the key of this run and every output it lists, tracks.json included, is on disk.
 A worker deletes the record before it starts on a folder and writes the new one
 (atomically) only after the pipeline has written tracks.json, so a run killed at any
@@ -349,8 +350,8 @@ def fingerprint_input(video: Path, previous: dict[str, Any] | None = None) -> di
 
 
 def resume_key(input_sha256: str, config: Config) -> str:
-    """sha256 over the input's digest, every setting and the tool's version."""
-    material = {"input_sha256": input_sha256, "settings": config.to_dict(), "tool_version": __version__}
+    """sha256 over the input's digest, the settings that shape results and the tool's version."""
+    material = {"input_sha256": input_sha256, "settings": config.subset("shapes_results"), "tool_version": __version__}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -402,9 +403,7 @@ _LOADED_MODELS: dict[str, Models] = {}
 
 def _models_for(config: Config) -> tuple[Models, bool]:
     """The models `config` names, loaded once per process; and whether this call loaded them."""
-    choice = json.dumps(
-        [config.detector, config.device, config.reid_model, config.reid_weights, config.embed_batch_size]
-    )
+    choice = json.dumps(config.subset("loads_models"))
     if choice in _LOADED_MODELS:
         return _LOADED_MODELS[choice], False
     _LOADED_MODELS.clear()  # one set of models per process

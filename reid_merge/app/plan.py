@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import numpy as np
 import numpy.typing as npt
 
+from reid_merge.app.config import setting_names
 from reid_merge.app.report import ReportData, render_report, thumbnail_jpeg
 from reid_merge.core.assignment import person_ids_by_first_appearance
 from reid_merge.core.crops import CropSet
@@ -697,8 +698,7 @@ def _stitching_fact(calibration: Mapping[str, Any]) -> str:
 
 def _decision(document: Mapping[str, Any]) -> dict[str, Any]:
     params = document.get("parameters", {})
-    keys = ("aggregation", "threshold", "false_merge_rate", "stitch_max_gap_seconds", "persons", "criterion")
-    return {k: params.get(k) for k in keys}
+    return {k: params.get(k) for k in setting_names("in_plan")}
 
 
 def apply_plan(

@@ -21,9 +21,8 @@ from rich.markup import escape
 from reid_merge.app.config import SECTIONS, Config, SettingError, load_config
 from reid_merge.errors import UsageError
 
-#: Where a command's setting values arrive: a dict of the settings given on the command line.
+#: The parameter of a command that receives the settings given on the command line, by field name.
 OVERRIDES = "overrides"
-
 
 _HINTS = get_type_hints(Config)
 
@@ -74,7 +73,7 @@ def settings_options(*sections: str) -> Callable[[Callable[..., Any]], Callable[
         @functools.wraps(command)
         def with_settings(**kwargs: Any) -> Any:
             given = {f.name: kwargs.pop(f.name) for f in chosen}
-            return command(**kwargs, overrides={k: v for k, v in given.items() if v is not None})
+            return command(**kwargs, **{OVERRIDES: {k: v for k, v in given.items() if v is not None}})
 
         with_settings.__signature__ = signature.replace(parameters=[*own, *options])  # type: ignore[attr-defined]
         return with_settings

@@ -22,6 +22,7 @@ from reid_merge.app.results import Reporter, RunResult
 from reid_merge.cli.models import models_app
 from reid_merge.cli.settings import settings_from, settings_options
 from reid_merge.cli.terminal import RichReporter, console, progress_bars, user_errors
+from reid_merge.io.tracks_io import read_tracks
 
 app = typer.Typer(
     help="Repair fragmented person tracks in videos: one person, one ID.",
@@ -76,7 +77,7 @@ def run(
     overrides: dict[str, Any],
 ) -> None:
     """Detect and track people in VIDEO, merge fragmented tracks into persons, write the outputs."""
-    from reid_merge.app.pipeline import run_video
+    from reid_merge.app.pipeline import run_video  # here: OpenCV and PyAV stay off the start-up path
 
     def job(reporter: Reporter) -> RunResult:
         settings = settings_from(config, overrides)
@@ -98,7 +99,7 @@ def merge(
     overrides: dict[str, Any],
 ) -> None:
     """Merge existing TRACKS of VIDEO into persons (no detection or tracking)."""
-    from reid_merge.app.pipeline import merge_tracks_file
+    from reid_merge.app.pipeline import merge_tracks_file  # here: OpenCV and PyAV stay off the start-up path
 
     def job(reporter: Reporter) -> RunResult:
         settings = settings_from(config, overrides)
@@ -116,8 +117,7 @@ def evaluate_command(
     debug: bool = DebugOpt,
 ) -> None:
     """Score PRED against GT: IDF1, IDP, IDR, MOTA, ID switches, HOTA, DetA, AssA."""
-    from reid_merge.eval.scores import evaluate, read_ground_truth
-    from reid_merge.io.tracks_io import read_tracks
+    from reid_merge.eval.scores import evaluate, read_ground_truth  # here: TrackEval stays off the start-up path
 
     with user_errors(debug):
         scores = evaluate(read_tracks(pred), read_ground_truth(gt), iou_threshold=iou)
@@ -164,7 +164,7 @@ def batch(
 
     A video that fails gets a row that says why and the others go on; the exit code is then 5.
     """
-    from reid_merge.app.batch import EXIT_SOME_FAILED, run_batch, split_glob
+    from reid_merge.app.batch import EXIT_SOME_FAILED, run_batch, split_glob  # here: as run_video
 
     if not debug:
         os.environ.setdefault("YOLO_VERBOSE", "False")
@@ -206,7 +206,7 @@ def apply_command(
     debug: bool = DebugOpt,
 ) -> None:
     """Correct a run by hand: rewrite its tracks, video and report without detecting or embedding again."""
-    from reid_merge.app.plan import apply_plan, parse_merge
+    from reid_merge.app.plan import apply_plan, parse_merge  # here: OpenCV and PyAV stay off the start-up path
 
     def job(reporter: Reporter) -> RunResult:
         merges = [parse_merge(value) for value in merge]

@@ -53,7 +53,8 @@ import numpy as np
 from quality import ROOT, best_possible_labels, cache_key, cached, print_table, score_row, tracked
 
 from reid_merge.app.config import Config
-from reid_merge.app.pipeline import Reporter, decide_merge, sample_crops
+from reid_merge.app.pipeline import decide_merge, sample_crops
+from reid_merge.app.results import Reporter
 from reid_merge.core.tracks import TrackSet
 from reid_merge.eval.scores import evaluate, read_ground_truth
 from reid_merge.io.video import probe_video, read_frames

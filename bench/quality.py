@@ -34,7 +34,8 @@ import numpy as np
 from oracle import cut_into_fragments, pairwise_scores
 
 from reid_merge.app.config import Config
-from reid_merge.app.pipeline import Reporter, decide_merge, fill_person_gaps, sample_crops, track_and_sample
+from reid_merge.app.pipeline import decide_merge, fill_person_gaps, sample_crops, track_and_sample
+from reid_merge.app.results import Reporter
 from reid_merge.app.run_writer import Stopwatch
 from reid_merge.core.clustering import cluster_tracks
 from reid_merge.core.tracks import TrackSet, cooccurrence

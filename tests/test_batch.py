@@ -159,7 +159,10 @@ def test_resume_key_follows_input_settings_and_version(tmp_path: Path, monkeypat
     assert resume_key(fingerprint_input(video)["sha256"], CONFIG) == key
     assert resume_key(before["sha256"], replace(CONFIG, threshold=0.5)) != key
     assert resume_key(before["sha256"], replace(CONFIG, write_video=True)) != key
-    monkeypatch.setattr(batch, "__version__", "9.9.9")
+    assert resume_key(before["sha256"], replace(CONFIG, device="auto")) != key
+    # The batch size of the embedder does not change the features (tests/test_embedding.py): no rerun.
+    assert resume_key(before["sha256"], replace(CONFIG, embed_batch_size=8)) == key
+    monkeypatch.setattr(batch.resume, "__version__", "9.9.9")
     assert resume_key(before["sha256"], CONFIG) != key
     monkeypatch.undo()
 
@@ -231,7 +234,7 @@ def fake_work(item: BatchItem, config: Config, threads: int | None) -> BatchResu
 def test_a_worker_that_dies_fails_its_video_only(tmp_path: Path) -> None:
     items = [BatchItem(tmp_path / n, tmp_path / "out" / n, n) for n in ("ok1", "crash", "ok2", "ok3")]
     results: list[BatchResult] = []
-    batch._run_local(items, CONFIG, 2, results.append, work=fake_work)
+    batch.workers.run_local(items, CONFIG, 2, results.append, work=fake_work)
     status = {r.video: r.status for r in results}
     assert status == {"ok1": "done", "crash": "failed", "ok2": "done", "ok3": "done"}
     assert "worker process died" in next(r.error for r in results if r.video == "crash")
@@ -335,7 +338,7 @@ def test_batch_runs_resumes_and_redoes_what_a_kill_left(tmp_path: Path, clips: t
 def ray_address() -> str:
     """A Ray instance on this machine, listening on 127.0.0.1 only, shut down afterwards."""
     if "ray" not in sys.modules:
-        # read when ray is imported: servers bind to 127.0.0.1 (see batch._run_ray)
+        # read when ray is imported: servers bind to 127.0.0.1 (see batch.ray_tasks.run_ray)
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
     context = ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import yaml
 
-from reid_merge.app.config import Config, load_config
+from reid_merge.app.config import SECTIONS, Config, load_config
 from reid_merge.errors import UsageError
 from tests.data_paths import ROOT
 
@@ -34,8 +35,18 @@ def test_file_overrides_defaults_and_options_override_the_file(tmp_path: Path) -
         ("- a\n- b\n", "expected a mapping"),
         ("threshold: [1\n", "not a readable YAML file"),
         ("threshold: 5\n", "threshold: expected in [0, 2]"),
+        ("crops_per_track: 0\n", "c.yaml: crops_per_track: expected >= 1, got 0"),
     ],
-    ids=["unknown-key", "wrong-type", "float-for-int", "int-for-bool", "not-mapping", "bad-yaml", "out-of-range"],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "float-for-int",
+        "int-for-bool",
+        "not-mapping",
+        "bad-yaml",
+        "out-of-range",
+        "names-the-key",
+    ],
 )
 def test_bad_config_files_are_usage_errors(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "c.yaml"
@@ -52,3 +63,26 @@ def test_bad_config_files_are_usage_errors(tmp_path: Path, content: str, message
 def test_out_of_range_settings_are_refused(overrides: dict) -> None:
     with pytest.raises(UsageError):
         Config().with_overrides(**overrides)
+
+
+def test_default_yaml_has_a_section_per_config_section_in_order() -> None:
+    """Each key of configs/default.yaml sits under the header of its field's section."""
+    sections = {f.name: f.metadata["section"] for f in fields(Config)}
+    header = None
+    seen: list[str] = []
+    for line in (ROOT / "configs" / "default.yaml").read_text().splitlines():
+        title = next((key for key, text in SECTIONS.items() if line.startswith(f"# {text} ")), None)
+        if title is not None:
+            header = title
+            seen.append(title)
+        elif line and not line.startswith((" ", "#")):
+            key = line.split(":", 1)[0]
+            assert sections[key] == header, f"{key} is under {header!r}, its section is {sections[key]!r}"
+    assert seen == list(SECTIONS)
+
+
+def test_each_setting_declares_its_section_help_and_a_working_range() -> None:
+    for field in fields(Config):
+        assert field.metadata["section"] in SECTIONS and field.metadata["help"], field.name
+        valid = field.metadata["valid"]
+        assert valid is None or field.default is None or valid.accepts(field.default), field.name

@@ -17,8 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from reid_merge.app.config import config_from_mapping
-from reid_merge.app.pipeline import Reporter, RunResult, counting_frames, fill_person_gaps
+from reid_merge.app.pipeline import counting_frames, fill_person_gaps
 from reid_merge.app.plan import MergeCache, check_assignment, correct_assignment, read_plan
+from reid_merge.app.results import Reporter, RunResult
 from reid_merge.app.run_folder import (
     ANNOTATED_VIDEO,
     MERGE_PLAN,

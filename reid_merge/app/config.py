@@ -1,8 +1,13 @@
-"""Every setting of a run, with its default and its valid range, in one frozen dataclass.
+"""Every setting of a run, declared once: its default, its section, its help and its valid range.
 
-`configs/default.yaml` mirrors these defaults with the measurements that chose them; a test
-keeps the two equal. A YAML file given with ``--config`` overrides them key by key, and
-command-line options override the file.
+`Config` is one frozen dataclass with flat attributes (`config.threshold`); each field's
+metadata (`setting(...)`) says which section of `configs/default.yaml` it belongs to, what it
+does (the command line's help), its command-line option, what values it accepts and what it
+affects (the models loaded, the results). The command line builds its options from these
+fields (`reid_merge.cli.settings`); a batch chooses what to hash and which models to reuse
+from them. `configs/default.yaml` mirrors the defaults with the measurements that chose them;
+a test keeps the two equal. A YAML file given with ``--config`` overrides them key by key,
+and command-line options override the file.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
@@ -24,90 +30,230 @@ from reid_merge.errors import UsageError, excerpt
 #: Largest detector input side: a larger one only makes OpenCV and the detector fail to allocate.
 MAX_IMAGE_SIZE = 4096
 
+#: The sections of `configs/default.yaml`, in its order, with the titles `--help` groups options under.
+SECTIONS = {
+    "detection": "Detection and tracking",
+    "models": "Re-identification model and device",
+    "crops": "Crops",
+    "merge": "Merge",
+    "motion": "Motion gate",
+    "gap filling": "Gap filling",
+    "output": "Output",
+}
+
+
+@dataclass(frozen=True)
+class Valid:
+    """Which values a setting accepts, and how an error says so ("expected >= 1")."""
+
+    accepts: Callable[[Any], bool]
+    expected: str
+
+
+def at_least(low: float) -> Valid:
+    return Valid(lambda v: v >= low, f">= {low}")
+
+
+def above(low: float) -> Valid:
+    return Valid(lambda v: v > low, f"> {low}")
+
+
+def within(interval: str, why: str = "") -> Valid:
+    """`interval` as written: "[0, 1]" closed, "(0, 0.5)" open, "(0, 60]" half-open."""
+    low, high = (float(x) for x in interval[1:-1].split(","))
+    closed_low, closed_high = interval[0] == "[", interval[-1] == "]"
+
+    def accepts(v: Any) -> bool:
+        return (low <= v if closed_low else low < v) and (v <= high if closed_high else v < high)
+
+    return Valid(accepts, f"in {interval}{f' ({why})' if why else ''}")
+
+
+def one_of(choices: Iterable[str]) -> Valid:
+    names = tuple(choices)
+    return Valid(lambda v: v in names, f"one of {', '.join(names)}")
+
+
+def setting(
+    default: Any,
+    section: str,
+    help: str,
+    *,
+    valid: Valid | None = None,
+    option: str | None = None,
+    loads_models: bool = False,
+    shapes_results: bool = True,
+    in_plan: bool = False,
+) -> Any:
+    """A field of `Config` with what the rest of the tool needs to know about it.
+
+    Args:
+        default: the value when neither a file nor an option sets it.
+        section: a key of `SECTIONS`.
+        help: one sentence for ``--help``; None as default means what the sentence says.
+        valid: the values accepted (None: any of the field's type). None is always accepted
+            where the type allows it.
+        option: the command-line option when it is not ``--kebab-case`` of the name (booleans:
+            ``--name/--no-name``).
+        loads_models: the models loaded depend on it (a batch worker reuses its models while
+            these stay the same).
+        shapes_results: a change can change what a run writes; False only where measured not
+            to (a batch redoes a finished video when one of these changes).
+        in_plan: recorded in merge_plan.json's "decision", for whoever reviews the joins.
+    """
+    if section not in SECTIONS:
+        raise ValueError(f"unknown section {section!r}")
+    metadata = {
+        "section": section,
+        "help": help,
+        "valid": valid,
+        "option": option,
+        "loads_models": loads_models,
+        "shapes_results": shapes_results,
+        "in_plan": in_plan,
+    }
+    return dataclasses.field(default=default, metadata=metadata)
+
 
 @dataclass(frozen=True)
 class Config:
     """Settings of one run; see `configs/default.yaml` for why each default is what it is."""
 
-    detector: str = "auto"
-    tracker: str = "bytetrack"
-    detection_confidence: float = 0.1
-    image_size: int = 640
-    device: str = "auto"
-    reid_model: str = "auto"
-    reid_weights: str | None = None
-    crops_per_track: int = 16
-    min_crop_height: float = 32.0
-    crop_max_covered: float = 0.4
-    embed_batch_size: int = 64
-    aggregation: str = "mean"
-    threshold: float | None = None
-    false_merge_rate: float = 0.005
-    stitch_max_gap_seconds: float = 1.5
-    persons: int | None = None
-    criterion: str = "average"
-    dispersion_weight: float = 0.1
-    short_track_detections: int = 5
-    short_track_score: float = 0.5
-    min_crops_to_merge: int = 2
-    split_impure: bool = False
-    split_margin: float = 0.4
-    adapt: bool = True
-    adapt_dims: int = 16
-    adapt_regularization: float = 0.1
-    motion_gate: bool = True
-    motion_slack_heights: float = 0.5
-    motion_heights_per_second: float = 1.0
-    fill_gaps: bool = True
-    fill_max_gap_seconds: float = 1.0
-    fill_method: str = "gsi"
-    write_video: bool = True
+    detector: str = setting(
+        "auto", "detection", "auto, offline, an ultralytics name (yolo11n.pt) or a .pt path.", loads_models=True
+    )
+    tracker: str = setting("bytetrack", "detection", "bytetrack, botsort or a tracker .yaml file.")
+    detection_confidence: float = setting(
+        0.1, "detection", "Lowest detection score handed to the tracker.", valid=within("(0, 1)")
+    )
+    image_size: int = setting(
+        640,
+        "detection",
+        "Detector input size, pixels.",
+        valid=Valid(lambda v: 32 <= v <= MAX_IMAGE_SIZE and v % 32 == 0, f"a multiple of 32 up to {MAX_IMAGE_SIZE}"),
+    )
+    device: str = setting(
+        "auto",
+        "models",
+        "auto (CUDA when present), cpu, cuda or cuda:N.",
+        valid=Valid(lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None, "auto, cpu, cuda or cuda:N"),
+        loads_models=True,
+    )
+    reid_model: str = setting(
+        "auto",
+        "models",
+        "Re-identification model: auto, an architecture (osnet_x1_0) or a name from `reid-merge models list` "
+        "(osnet_x0_25_msmt17_combineall).",
+        loads_models=True,
+    )
+    reid_weights: str | None = setting(
+        None,
+        "models",
+        "Checkpoint for --reid-model: torchreid .pth, or .onnx (`reid-merge models export`).",
+        loads_models=True,
+    )
+    crops_per_track: int = setting(16, "crops", "Crops sampled per track.", valid=at_least(1), option="--crops")
+    min_crop_height: float = setting(32.0, "crops", "Smallest box height that gives a crop, pixels.", valid=at_least(1))
+    crop_max_covered: float = setting(
+        0.4, "crops", "A box more than this share hidden behind a nearer one gives no crop.", valid=within("[0, 1]")
+    )
+    embed_batch_size: int = setting(
+        64,
+        "models",
+        "Crops embedded at a time (memory; the features do not change).",
+        valid=at_least(1),
+        loads_models=True,
+        shapes_results=False,
+    )
+    aggregation: str = setting(
+        "mean",
+        "merge",
+        f"How two tracks' crop similarities make one: {', '.join(AGGREGATIONS)}.",
+        valid=one_of(AGGREGATIONS),
+        in_plan=True,
+    )
+    threshold: float | None = setting(
+        None,
+        "merge",
+        "Join stitched fragments by appearance while their average distance (1 - similarity) <= this, 0..2. "
+        "Default: learnt from the video (false_merge_rate).",
+        valid=within("[0, 2]", "a distance, 1 - cosine"),
+        in_plan=True,
+    )
+    false_merge_rate: float = setting(
+        0.005,
+        "merge",
+        "Target share of wrong decisions, for stitches by motion and joins by appearance.",
+        valid=within("(0, 0.5)"),
+        in_plan=True,
+    )
+    stitch_max_gap_seconds: float = setting(
+        1.5,
+        "merge",
+        "Longest gap over which fragments are stitched end to start by motion, seconds.",
+        valid=within("(0, 60]"),
+        in_plan=True,
+    )
+    persons: int | None = setting(
+        None, "merge", "Stop at this many persons when you know how many there are.", valid=at_least(1), in_plan=True
+    )
+    criterion: str = setting(
+        "average",
+        "merge",
+        "Clustering: average (linkage) or dbc (dispersion-based).",
+        valid=one_of(CRITERIA),
+        in_plan=True,
+    )
+    dispersion_weight: float = setting(0.1, "merge", "λ of --criterion dbc.", valid=at_least(0))
+    short_track_detections: int = setting(
+        5,
+        "merge",
+        "A track of fewer boxes than this whose mean score is below --short-track-score is left alone.",
+        valid=at_least(0),
+    )
+    short_track_score: float = setting(
+        0.5, "merge", "Mean detection score below which a short track is left alone.", valid=within("[0, 1]")
+    )
+    min_crops_to_merge: int = setting(2, "merge", "A track with fewer usable crops is left alone.", valid=at_least(1))
+    split_impure: bool = setting(False, "merge", "Split tracks whose crops show two people.")
+    split_margin: float = setting(
+        0.4,
+        "merge",
+        "Split a track where its two groups of crops are this much more alike inside than across.",
+        valid=within("(0, 2]"),
+    )
+    adapt: bool = setting(True, "merge", "Whiten the features within this video's tracks before comparing them.")
+    adapt_dims: int = setting(16, "merge", "Dimensions the whitening keeps.", valid=at_least(1))
+    adapt_regularization: float = setting(0.1, "merge", "Regularisation of the whitening.", valid=above(0))
+    motion_gate: bool = setting(True, "motion", "Join by appearance only tracks that one person could walk between.")
+    motion_slack_heights: float = setting(
+        0.5,
+        "motion",
+        "Hand-over error allowed, box heights, plus --motion-heights-per-second for each second of gap.",
+        valid=at_least(0),
+    )
+    motion_heights_per_second: float = setting(
+        1.0, "motion", "Walking-speed bound of the motion gate, box heights per second.", valid=at_least(0)
+    )
+    fill_gaps: bool = setting(True, "gap filling", "Box each person in the frames the tracker lost them.")
+    fill_max_gap_seconds: float = setting(
+        1.0, "gap filling", "Longest gap filled, in seconds.", valid=at_least(0), option="--max-gap"
+    )
+    fill_method: str = setting(
+        "gsi",
+        "gap filling",
+        f"How gaps are filled: {' or '.join(FILL_METHODS)} (Gaussian-smoothed interpolation).",
+        valid=one_of(FILL_METHODS),
+    )
+    write_video: bool = setting(True, "output", "Write annotated.mp4.", option="--write-video/--no-video")
 
     def __post_init__(self) -> None:
-        _check(0 < self.detection_confidence < 1, "detection_confidence", "in (0, 1)", self.detection_confidence)
-        _check(
-            32 <= self.image_size <= MAX_IMAGE_SIZE and self.image_size % 32 == 0,
-            "image_size",
-            f"a multiple of 32 up to {MAX_IMAGE_SIZE}",
-            self.image_size,
-        )
-        _check(
-            re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
-            "device",
-            "auto, cpu, cuda or cuda:N",
-            self.device,
-        )
-        _check(self.crops_per_track >= 1, "crops", ">= 1", self.crops_per_track)
-        _check(self.min_crop_height >= 1, "min_crop_height", ">= 1", self.min_crop_height)
-        _check(0 <= self.crop_max_covered <= 1, "crop_max_covered", "in [0, 1]", self.crop_max_covered)
-        _check(self.embed_batch_size >= 1, "embed_batch_size", ">= 1", self.embed_batch_size)
-        _check(self.aggregation in AGGREGATIONS, "aggregation", f"one of {', '.join(AGGREGATIONS)}", self.aggregation)
-        _check(
-            self.threshold is None or 0.0 <= self.threshold <= 2.0,
-            "threshold",
-            "in [0, 2] (a distance, 1 - cosine)",
-            self.threshold,
-        )
-        _check(0 < self.false_merge_rate < 0.5, "false_merge_rate", "in (0, 0.5)", self.false_merge_rate)
-        _check(
-            0 < self.stitch_max_gap_seconds <= 60, "stitch_max_gap_seconds", "in (0, 60]", self.stitch_max_gap_seconds
-        )
-        _check(self.persons is None or self.persons >= 1, "persons", ">= 1", self.persons)
-        _check(self.criterion in CRITERIA, "criterion", f"one of {', '.join(CRITERIA)}", self.criterion)
-        _check(self.dispersion_weight >= 0, "dispersion_weight", ">= 0", self.dispersion_weight)
-        _check(self.short_track_detections >= 0, "short_track_detections", ">= 0", self.short_track_detections)
-        _check(self.min_crops_to_merge >= 1, "min_crops_to_merge", ">= 1", self.min_crops_to_merge)
-        _check(0 < self.split_margin <= 2, "split_margin", "in (0, 2]", self.split_margin)
-        _check(0 <= self.short_track_score <= 1, "short_track_score", "in [0, 1]", self.short_track_score)
-        _check(self.adapt_dims >= 1, "adapt_dims", ">= 1", self.adapt_dims)
-        _check(self.adapt_regularization > 0, "adapt_regularization", "> 0", self.adapt_regularization)
-        _check(self.motion_slack_heights >= 0, "motion_slack_heights", ">= 0", self.motion_slack_heights)
-        _check(self.fill_max_gap_seconds >= 0, "fill_max_gap_seconds", ">= 0", self.fill_max_gap_seconds)
-        _check(self.fill_method in FILL_METHODS, "fill_method", f"one of {', '.join(FILL_METHODS)}", self.fill_method)
-        _check(self.motion_heights_per_second >= 0, "motion_heights_per_second", ">= 0", self.motion_heights_per_second)
-        for field in fields(self):  # inf passes ">= 0" but is no setting, and JSON cannot hold it
-            value = getattr(self, field.name)
-            _check(not isinstance(value, float) or math.isfinite(value), field.name, "a finite number", value)
+        for field in fields(self):
+            value, valid = getattr(self, field.name), field.metadata["valid"]
+            if valid is not None and value is not None and not valid.accepts(value):
+                raise SettingError(field.name, valid.expected, value)
+            if isinstance(value, float) and not math.isfinite(value):  # inf passes ">= 0" but is no setting
+                raise SettingError(field.name, "a finite number", value)  # and JSON cannot hold it
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -117,10 +263,26 @@ class Config:
         given = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(self, **given)
 
+    def subset(self, flag: str) -> dict[str, Any]:
+        """The settings whose metadata `flag` (loads_models, shapes_results, in_plan) is true."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata[flag]}
 
-def _check(ok: bool, name: str, expected: str, got: Any) -> None:
-    if not ok:
-        raise UsageError(f"{name}: expected {expected}, got {excerpt(got)}")
+
+def setting_names(flag: str) -> tuple[str, ...]:
+    """Names of the settings whose metadata `flag` is true, in declaration order."""
+    return tuple(f.name for f in fields(Config) if f.metadata[flag])
+
+
+class SettingError(UsageError):
+    """A setting out of its range; `name` is the field, so that a caller can name what the user typed."""
+
+    def __init__(self, name: str, expected: str, got: Any) -> None:
+        self.name, self.expected, self.got = name, expected, got
+        super().__init__(self.naming(name))
+
+    def naming(self, label: str) -> str:
+        """The message with `label` (an option, a key) for the setting."""
+        return f"{label}: expected {self.expected}, got {excerpt(self.got)}"
 
 
 class _SafeLoaderWithoutAliases(yaml.SafeLoader):

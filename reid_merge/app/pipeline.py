@@ -19,6 +19,7 @@ import numpy as np
 from reid_merge.app.config import Config
 from reid_merge.app.plan import MergeCache
 from reid_merge.app.report import thumbnail_jpeg
+from reid_merge.app.results import Reporter, RunResult
 from reid_merge.app.run_folder import (
     TRACKS_JSON,
     RunDocument,
@@ -54,39 +55,6 @@ if TYPE_CHECKING:  # evaluation imports TrackEval, which only scoring needs
     from reid_merge.eval.scores import GroundTruth
 
 log = logging.getLogger(__name__)
-
-
-class Reporter:
-    """Receives progress and notes from the pipeline; this base class ignores them."""
-
-    def start(self, stage: str, total: int | None) -> None:
-        """A stage begins; `total` is its number of steps when known."""
-
-    def advance(self, stage: str, amount: int = 1) -> None:
-        """`amount` more steps of `stage` are done."""
-
-    def finish(self, stage: str) -> None:
-        """The stage is over."""
-
-    def note(self, message: str) -> None:
-        """Something the user should know (which model was used, a fallback taken)."""
-
-
-@dataclass
-class RunResult:
-    """What a run produced, for the CLI's summary and for callers of the library."""
-
-    out_dir: Path
-    frames: int
-    raw_tracks: int
-    persons: int
-    timings: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    outputs: dict[str, Path] = field(default_factory=dict)
-    scores: dict[str, dict[str, float | int]] | None = None
-    tracks_joined: int = 0
-    left_alone: dict[str, int] = field(default_factory=dict)
-    boxes_filled: int = 0
 
 
 @dataclass

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from reid_merge.app.config import setting_names
 from reid_merge.app.run_folder import MERGE_CACHE
 from reid_merge.core.assignment import person_ids_by_first_appearance
 from reid_merge.core.tracks import TrackSet, cooccurrence
@@ -425,8 +426,7 @@ def _is_correction(correction: Any) -> bool:
 
 def _decision(document: Mapping[str, Any]) -> dict[str, Any]:
     params = document.get("parameters", {})
-    keys = ("aggregation", "threshold", "false_merge_rate", "stitch_max_gap_seconds", "persons", "criterion")
-    return {k: params.get(k) for k in keys}
+    return {k: params.get(k) for k in setting_names("in_plan")}
 
 
 def _trackset_arrays(prefix: str, tracks: TrackSet) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +24,9 @@ from reid_merge.core.tracks import TrackSet
 from reid_merge.errors import InputError, excerpt
 from reid_merge.io.atomic import remove_stale_temps
 from reid_merge.io.tracks_io import JSON_FORMAT, is_json_integer, is_json_number, read_json_object
-from reid_merge.io.video import VideoInfo
+
+if TYPE_CHECKING:  # the type only: OpenCV stays off the start-up path of the command line
+    from reid_merge.io.video import VideoInfo
 
 TRACKS_JSON = "tracks.json"
 TRACKS_TXT = "tracks.txt"

@@ -17,10 +17,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from reid_merge.app.config import Config, load_config
-from reid_merge.app.pipeline import Reporter, RunResult
+from reid_merge.app.config import SECTIONS
+from reid_merge.app.results import Reporter, RunResult
+from reid_merge.app.run_folder import REPORT_HTML
 from reid_merge.cli.models import models_app
+from reid_merge.cli.settings import settings_from, settings_options
 from reid_merge.cli.terminal import RichReporter, console, progress_bars, user_errors
+from reid_merge.io.tracks_io import read_tracks
 
 app = typer.Typer(
     help="Repair fragmented person tracks in videos: one person, one ID.",
@@ -31,15 +34,8 @@ app = typer.Typer(
 app.add_typer(models_app, name="models")
 app.add_typer(models_app, name="weights", hidden=True)  # the name issue 4 also used
 
-SCORE_ROWS = (
-    ("idf1", "IDF1"),
-    ("hota", "HOTA"),
-    ("assa", "AssA"),
-    ("mota", "MOTA"),
-    ("id_switches", "ID switches"),
-    ("num_pred_ids", "IDs"),
-    ("num_gt_ids", "true IDs"),
-)
+#: `merge` takes existing tracks: every setting but those of detection and tracking.
+MERGE_SECTIONS = tuple(section for section in SECTIONS if section != "detection")
 
 
 def _execute(debug: bool, job: Callable[[Reporter], RunResult]) -> None:
@@ -52,73 +48,17 @@ def _execute(debug: bool, job: Callable[[Reporter], RunResult]) -> None:
 
 
 def _print_summary(result: RunResult) -> None:
-    table = Table(title="reid-merge", show_header=False, title_justify="left")
-    table.add_row("frames", str(result.frames))
-    table.add_row("raw tracks -> persons", f"{result.raw_tracks} -> {result.persons}")
-    table.add_row("tracks joined", f"{result.tracks_joined} (tracks now one person with another track)")
-    left_alone = {why: n for why, n in result.left_alone.items() if n}
-    if left_alone:
-        reasons = ", ".join(f"{n} {why}" for why, n in left_alone.items())
-        table.add_row("tracks left alone", f"{sum(left_alone.values())}: {reasons}")
-    table.add_row("boxes filled", f"{result.boxes_filled} (dashed in annotated.mp4)" if result.boxes_filled else "0")
-    for stage, seconds in result.timings.items():
-        table.add_row(f"time: {stage}", f"{seconds:.2f} s")
-    table.add_row("time: total", f"{sum(result.timings.values()):.2f} s")
-    for name, path in result.outputs.items():
-        table.add_row(name, str(path))
-    console.print(table)
-    if result.scores is not None:
-        scores = Table(title="against ground truth", title_justify="left")
-        scores.add_column("")
-        scores.add_column("raw", justify="right")
-        scores.add_column("merged", justify="right")
-        raw, merged = result.scores["raw"], result.scores["merged"]
-        for key, label in SCORE_ROWS:
-            fmt = (lambda v: f"{100 * v:.1f}%") if isinstance(raw[key], float) else str
-            scores.add_row(label, fmt(raw[key]), fmt(merged[key]))
+    console.print(result.table())
+    scores = result.scores_table()
+    if scores is not None:
         console.print(scores)
-    if "report.html" in result.outputs:
-        console.print(f"what was joined and why: {result.outputs['report.html']}", soft_wrap=True)
-
-
-def _settings(config_file: Path | None, **overrides: Any) -> Config:
-    return load_config(config_file).with_overrides(**overrides)
+    if REPORT_HTML in result.outputs:
+        console.print(f"what was joined and why: {result.outputs[REPORT_HTML]}", soft_wrap=True)
 
 
 ConfigOpt = typer.Option(None, "--config", help="YAML file of settings (see configs/default.yaml).")
-OutputOpt = typer.Option(None, "-o", "--output", help="Output folder [default: runs/<video name>].")
-DeviceOpt = typer.Option(None, "--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")
-CropsOpt = typer.Option(None, "--crops", help="Crops sampled per track [default: 16].")
-ThresholdOpt = typer.Option(
-    None,
-    "--threshold",
-    help="Join stitched fragments by appearance while their average distance (1 - similarity) <= this, 0..2. "
-    "Default: learnt from the video (false_merge_rate).",
-)
-PersonsOpt = typer.Option(None, "--persons", help="Stop at this many persons when you know how many there are.")
-AggregationOpt = typer.Option(
-    None, "--aggregation", help="Crop-block aggregation: mean, median, max, min, trimmed_mean or centroid."
-)
-CriterionOpt = typer.Option(None, "--criterion", help="Clustering: average (linkage) or dbc (dispersion-based).")
-DispersionOpt = typer.Option(None, "--dispersion-weight", help="λ of --criterion dbc [default: 0.1].")
-SplitOpt = typer.Option(None, "--split-impure/--no-split-impure", help="Split tracks whose crops show two people.")
-FillOpt = typer.Option(
-    None, "--fill-gaps/--no-fill-gaps", help="Box each person in the frames the tracker lost them [default: on]."
-)
-MaxGapOpt = typer.Option(None, "--max-gap", help="Longest gap filled, in seconds [default: 1.0].")
-ReidModelOpt = typer.Option(
-    None,
-    "--reid-model",
-    help="Re-identification model: auto, an architecture (osnet_x1_0) or a name from `reid-merge models list` "
-    "(osnet_x0_25_msmt17_combineall) [default: auto].",
-)
-ReidWeightsOpt = typer.Option(
-    None, "--reid-weights", help="Checkpoint for --reid-model: torchreid .pth, or .onnx (`reid-merge models export`)."
-)
-NoVideoOpt = typer.Option(False, "--no-video", help="Do not write annotated.mp4.")
+OutputOpt = typer.Option(None, "-o", "--output", help="Output folder \\[default: runs/<video name>].")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")
-DetectorOpt = typer.Option(None, "--detector", help="auto, offline, an ultralytics name (yolo11n.pt) or a .pt path.")
-TrackerOpt = typer.Option(None, "--tracker", help="bytetrack, botsort or a tracker .yaml file.")
 GtOpt = typer.Option(None, "--gt", help="Ground truth (MOTChallenge gt.txt): score raw and merged tracks.")
 
 
@@ -127,97 +67,43 @@ def _default_out(video: Path) -> Path:
 
 
 @app.command()
+@settings_options()
 def run(
     video: Path = typer.Argument(..., help="Video file (mp4/avi/mov/mkv) or MOTChallenge sequence folder."),
     output: Path | None = OutputOpt,
     config: Path | None = ConfigOpt,
-    device: str | None = DeviceOpt,
-    crops: int | None = CropsOpt,
-    threshold: float | None = ThresholdOpt,
-    persons: int | None = PersonsOpt,
-    aggregation: str | None = AggregationOpt,
-    criterion: str | None = CriterionOpt,
-    dispersion_weight: float | None = DispersionOpt,
-    split_impure: bool | None = SplitOpt,
-    fill_gaps: bool | None = FillOpt,
-    max_gap: float | None = MaxGapOpt,
-    detector: str | None = DetectorOpt,
-    tracker: str | None = TrackerOpt,
-    reid_model: str | None = ReidModelOpt,
-    reid_weights: str | None = ReidWeightsOpt,
-    no_video: bool = NoVideoOpt,
     gt: Path | None = GtOpt,
     debug: bool = DebugOpt,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Detect and track people in VIDEO, merge fragmented tracks into persons, write the outputs."""
-    from reid_merge.app.pipeline import run_video
+    from reid_merge.app.pipeline import run_video  # here: OpenCV and PyAV stay off the start-up path
 
     def job(reporter: Reporter) -> RunResult:
-        settings = _settings(
-            config,
-            device=device,
-            crops_per_track=crops,
-            threshold=threshold,
-            persons=persons,
-            aggregation=aggregation,
-            criterion=criterion,
-            dispersion_weight=dispersion_weight,
-            split_impure=split_impure,
-            fill_gaps=fill_gaps,
-            fill_max_gap_seconds=max_gap,
-            detector=detector,
-            tracker=tracker,
-            reid_model=reid_model,
-            reid_weights=reid_weights,
-            write_video=False if no_video else None,
-        )
+        settings = settings_from(config, overrides)
         return run_video(video, output or _default_out(video), settings, reporter, ground_truth=gt)
 
     _execute(debug, job)
 
 
 @app.command()
+@settings_options(*MERGE_SECTIONS)
 def merge(
     tracks: Path = typer.Argument(..., help="Tracks from any tracker: MOTChallenge txt or reid-merge tracks.json."),
     video: Path = typer.Option(..., "--video", help="The video (or sequence folder) the tracks belong to."),
     output: Path | None = OutputOpt,
     config: Path | None = ConfigOpt,
-    device: str | None = DeviceOpt,
-    crops: int | None = CropsOpt,
-    threshold: float | None = ThresholdOpt,
-    persons: int | None = PersonsOpt,
-    aggregation: str | None = AggregationOpt,
-    criterion: str | None = CriterionOpt,
-    dispersion_weight: float | None = DispersionOpt,
-    split_impure: bool | None = SplitOpt,
-    fill_gaps: bool | None = FillOpt,
-    max_gap: float | None = MaxGapOpt,
-    reid_model: str | None = ReidModelOpt,
-    reid_weights: str | None = ReidWeightsOpt,
-    no_video: bool = NoVideoOpt,
     gt: Path | None = GtOpt,
     debug: bool = DebugOpt,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Merge existing TRACKS of VIDEO into persons (no detection or tracking)."""
-    from reid_merge.app.pipeline import merge_tracks_file
+    from reid_merge.app.pipeline import merge_tracks_file  # here: OpenCV and PyAV stay off the start-up path
 
     def job(reporter: Reporter) -> RunResult:
-        settings = _settings(
-            config,
-            device=device,
-            crops_per_track=crops,
-            threshold=threshold,
-            persons=persons,
-            aggregation=aggregation,
-            criterion=criterion,
-            dispersion_weight=dispersion_weight,
-            split_impure=split_impure,
-            fill_gaps=fill_gaps,
-            fill_max_gap_seconds=max_gap,
-            reid_model=reid_model,
-            reid_weights=reid_weights,
-            write_video=False if no_video else None,
-        )
+        settings = settings_from(config, overrides)
         return merge_tracks_file(tracks, video, output or _default_out(video), settings, reporter, ground_truth=gt)
 
     _execute(debug, job)
@@ -232,8 +118,7 @@ def evaluate_command(
     debug: bool = DebugOpt,
 ) -> None:
     """Score PRED against GT: IDF1, IDP, IDR, MOTA, ID switches, HOTA, DetA, AssA."""
-    from reid_merge.eval.scores import evaluate, read_ground_truth
-    from reid_merge.io.tracks_io import read_tracks
+    from reid_merge.eval.scores import evaluate, read_ground_truth  # here: TrackEval stays off the start-up path
 
     with user_errors(debug):
         scores = evaluate(read_tracks(pred), read_ground_truth(gt), iou_threshold=iou)
@@ -247,71 +132,45 @@ def evaluate_command(
 
 
 @app.command()
+@settings_options()
 def batch(
     source: str = typer.Argument(
         ..., help="Folder (searched recursively) or quoted glob of videos and MOTChallenge sequence folders."
     ),
     output: Path | None = typer.Option(
-        None, "-o", "--output", help="Output root, one folder per input at its relative path [default: runs/<folder>]."
+        None,
+        "-o",
+        "--output",
+        help="Output root, one folder per input at its relative path \\[default: runs/<folder>].",
     ),
     jobs: int | None = typer.Option(
         None,
         "-j",
         "--jobs",
-        help="Videos at a time [default local: 2 per GPU, else 1 per core, 2 GiB each; ray: what the cluster fits].",
+        help="Videos at a time \\[default local: 2 per GPU, else 1 per core, 2 GiB each; ray: what the cluster fits].",
     ),
     resume: bool = typer.Option(
         True, "--resume/--no-resume", help="Skip videos whose outputs are complete for the same input and settings."
     ),
     executor: str = typer.Option("local", "--executor", help="local (worker processes) or ray (a Ray cluster)."),
     ray_address: str | None = typer.Option(
-        None, "--ray-address", help="Ray cluster to use [default: $RAY_ADDRESS, else a local Ray instance]."
+        None, "--ray-address", help="Ray cluster to use \\[default: $RAY_ADDRESS, else a local Ray instance]."
     ),
     config: Path | None = ConfigOpt,
-    device: str | None = DeviceOpt,
-    crops: int | None = CropsOpt,
-    threshold: float | None = ThresholdOpt,
-    persons: int | None = PersonsOpt,
-    aggregation: str | None = AggregationOpt,
-    criterion: str | None = CriterionOpt,
-    dispersion_weight: float | None = DispersionOpt,
-    split_impure: bool | None = SplitOpt,
-    fill_gaps: bool | None = FillOpt,
-    max_gap: float | None = MaxGapOpt,
-    detector: str | None = DetectorOpt,
-    tracker: str | None = TrackerOpt,
-    reid_model: str | None = ReidModelOpt,
-    reid_weights: str | None = ReidWeightsOpt,
-    no_video: bool = NoVideoOpt,
     debug: bool = DebugOpt,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Process every video under SOURCE into its own folder, then write summary.csv and summary.json.
 
     A video that fails gets a row that says why and the others go on; the exit code is then 5.
     """
-    from reid_merge.app.batch import EXIT_SOME_FAILED, run_batch, split_glob
+    from reid_merge.app.batch import EXIT_SOME_FAILED, run_batch, split_glob  # here: as run_video
 
     if not debug:
         os.environ.setdefault("YOLO_VERBOSE", "False")
     with user_errors(debug), progress_bars() as progress:
-        settings = _settings(
-            config,
-            device=device,
-            crops_per_track=crops,
-            threshold=threshold,
-            persons=persons,
-            aggregation=aggregation,
-            criterion=criterion,
-            dispersion_weight=dispersion_weight,
-            split_impure=split_impure,
-            fill_gaps=fill_gaps,
-            fill_max_gap_seconds=max_gap,
-            detector=detector,
-            tracker=tracker,
-            reid_model=reid_model,
-            reid_weights=reid_weights,
-            write_video=False if no_video else None,
-        )
+        settings = settings_from(config, overrides)
         out_root = output or Path("runs") / (split_glob(source)[0].resolve().name or "batch")
         summary = run_batch(
             source,
@@ -323,7 +182,7 @@ def batch(
             ray_address=ray_address,
             reporter=RichReporter(progress),
         )
-    _print_batch_table(summary)
+    console.print(summary.table())
     counts = summary.counts()
     console.print(
         f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed in {summary.seconds:.1f} s; "
@@ -331,23 +190,6 @@ def batch(
     )
     if summary.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
-
-
-def _print_batch_table(summary: Any) -> None:
-    """One row per video; errors cut to one line here (summary.csv has them whole)."""
-    table = Table(title=f"reid-merge batch: {summary.out_root}", title_justify="left")
-    table.add_column("video", overflow="fold")
-    table.add_column("status", no_wrap=True)
-    for column in ("frames", "tracks", "persons", "seconds"):
-        table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("error", overflow="fold")
-    colours = {"done": "green", "skipped": "cyan", "failed": "red"}
-    for row in summary.results:
-        numbers = [str(v) if v is not None else "" for v in (row.frames, row.raw_tracks, row.persons)]
-        # Input errors start with the input's absolute path, which the row already names.
-        error = row.error.split(": ", 1)[1] if row.error.startswith("/") and ": " in row.error else row.error
-        table.add_row(row.video, f"[{colours[row.status]}]{row.status}[/]", *numbers, f"{row.seconds:.1f}", error)
-    console.print(table)
 
 
 @app.command("apply")
@@ -365,7 +207,7 @@ def apply_command(
     debug: bool = DebugOpt,
 ) -> None:
     """Correct a run by hand: rewrite its tracks, video and report without detecting or embedding again."""
-    from reid_merge.app.apply import apply_plan
+    from reid_merge.app.apply import apply_plan  # here: OpenCV and PyAV stay off the start-up path
     from reid_merge.app.plan import parse_merge
 
     def job(reporter: Reporter) -> RunResult:

@@ -26,7 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from reid_merge.app.pipeline import Reporter
+from reid_merge.app.results import Reporter
 from reid_merge.errors import ReidMergeError
 
 console = Console(stderr=True, highlight=False)

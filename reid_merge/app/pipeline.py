@@ -117,8 +117,8 @@ class Models:
 
 def load_models(config: Config) -> Models:
     """Load the detector and the embedder that `config` names, on its device."""
-    from reid_merge.models.embedding import load_embedder, resolve_device
-    from reid_merge.models.tracking import load_detector
+    from reid_merge.models.embedding import load_embedder, resolve_device  # torch: off the start-up path
+    from reid_merge.models.tracking import load_detector  # ultralytics: off the start-up path
 
     device = resolve_device(config.device)
     detector, detector_info = load_detector(config.detector)
@@ -142,7 +142,7 @@ def run_video(
     `models` from `load_models(config)` are used as they are (a batch loads them once per
     worker); without them the models are loaded here. The tracker's state is per call.
     """
-    from reid_merge.models.tracking import check_tracker_config
+    from reid_merge.models.tracking import check_tracker_config  # ultralytics: off the start-up path
 
     writes = output_names(write_video=config.write_video, write_raw=True)
     run = _start(video, out_dir, config, reporter, ground_truth, writes)
@@ -182,7 +182,7 @@ def _start(
     Nothing is created or written here (only temporaries that killed runs left in the output
     folder are deleted): a run that fails before its outputs are written leaves no trace.
     """
-    from reid_merge.eval.scores import read_ground_truth
+    from reid_merge.eval.scores import read_ground_truth  # TrackEval: only when scoring
 
     info = probe_video(video)
     gt = read_ground_truth(ground_truth) if ground_truth is not None else None
@@ -208,7 +208,7 @@ def track_and_sample(
 
     Returns the raw tracks, the sampled crops and the number of frames decoded.
     """
-    from reid_merge.models.tracking import track_frames
+    from reid_merge.models.tracking import track_frames  # ultralytics: off the start-up path
 
     sampler = CropSampler(config.crops_per_track, config.min_crop_height, config.crop_max_covered)
     per_frame: list[TrackSet] = []
@@ -252,7 +252,7 @@ def merge_tracks_file(
             f"{tracks_path}: frame {int(raw.frame.max())} is beyond the video's {run.info.num_frames} frames "
             f"({video}); tracks and video do not belong together"
         )
-    from reid_merge.models.embedding import load_embedder
+    from reid_merge.models.embedding import load_embedder  # torch: off the start-up path
 
     with run.clock.time("load models"):
         embedder, reid_info = load_embedder(
@@ -587,7 +587,7 @@ def merge_changes(outcome: MergeOutcome) -> dict[str, Any]:
 
 
 def _score(raw: TrackSet, merged: TrackSet, gt: GroundTruth) -> dict[str, dict[str, float | int]]:
-    from reid_merge.eval.scores import evaluate
+    from reid_merge.eval.scores import evaluate  # TrackEval: only when scoring
 
     return {"raw": evaluate(raw, gt).to_dict(), "merged": evaluate(merged, gt).to_dict()}
 

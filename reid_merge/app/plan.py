@@ -438,7 +438,7 @@ def _trackset_from(arrays: Mapping[str, np.ndarray], prefix: str) -> TrackSet:
 
 
 def _ground_truth_from(arrays: Mapping[str, np.ndarray]) -> GroundTruth:
-    from reid_merge.eval.scores import GroundTruth
+    from reid_merge.eval.scores import GroundTruth  # TrackEval: only for runs scored against ground truth
 
     boxes = _trackset_from(arrays, "gt")
     considered, class_id = arrays["gt_considered"].astype(bool), arrays["gt_class"].astype(np.int64)

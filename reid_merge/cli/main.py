@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reid_merge.app.config import SECTIONS
+from reid_merge.app.plan import parse_merge
 from reid_merge.app.results import Reporter, RunResult
 from reid_merge.app.run_folder import REPORT_HTML
 from reid_merge.cli.models import models_app
@@ -208,7 +209,6 @@ def apply_command(
 ) -> None:
     """Correct a run by hand: rewrite its tracks, video and report without detecting or embedding again."""
     from reid_merge.app.apply import apply_plan  # here: OpenCV and PyAV stay off the start-up path
-    from reid_merge.app.plan import parse_merge
 
     def job(reporter: Reporter) -> RunResult:
         merges = [parse_merge(value) for value in merge]

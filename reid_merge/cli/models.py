@@ -18,7 +18,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from reid_merge.cli.terminal import console, print_line, user_errors
-from reid_merge.models.registry import ModelEntry
+from reid_merge.errors import UsageError
+from reid_merge.models import registry
+from reid_merge.models.download import fetch_model, locate
+from reid_merge.models.registry import MODELS, ModelEntry
+from reid_merge.models.weights import cache_dir, sha256_file
 
 models_app = typer.Typer(
     help="Detectors and re-identification models: what is known, what is here, fetch and export.",
@@ -35,7 +39,6 @@ DebugOpt = typer.Option(False, "--debug", help="Show tracebacks and debug logs."
 
 def _use_cache(folder: Path | None) -> Path:
     """`--cache-dir` for this process (and the loaders it calls) and the folder in effect."""
-    from reid_merge.models.weights import cache_dir
 
     if folder is not None:
         os.environ["REID_MERGE_CACHE"] = str(folder.expanduser().absolute())
@@ -44,9 +47,6 @@ def _use_cache(folder: Path | None) -> Path:
 
 def model_rows(with_sha256: bool = True) -> list[dict[str, Any]]:
     """One dict per registry entry: what `models list` shows (and prints with --json)."""
-    from reid_merge.models.download import locate
-    from reid_merge.models.registry import MODELS
-    from reid_merge.models.weights import sha256_file
 
     rows = []
     for entry in MODELS:
@@ -140,11 +140,6 @@ def download_model(
     """Fetch NAME into the cache: mirrors in order, checked, then renamed into place."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    from reid_merge.errors import UsageError
-    from reid_merge.models import registry
-    from reid_merge.models.download import fetch_model
-    from reid_merge.models.weights import sha256_file
-
     with user_errors(debug):
         folder = _use_cache(cache)
         try:
@@ -186,15 +181,13 @@ def export_model(
     debug: bool = DebugOpt,
 ) -> None:
     """Export a re-identification model for onnxruntime (then: run --reid-weights FILE.onnx)."""
-    from reid_merge.errors import UsageError
 
     with user_errors(debug):
         folder = _use_cache(cache)
         if export_format.lower() != "onnx":
             raise UsageError(f"--format: only onnx is supported, got {export_format!r}")
-        from reid_merge.models.embedding import load_reid_model
-        from reid_merge.models.onnx_embedding import export_onnx
-        from reid_merge.models.weights import sha256_file
+        from reid_merge.models.embedding import load_reid_model  # torch: off the start-up path
+        from reid_merge.models.onnx_embedding import export_onnx  # onnx: an optional extra
 
         module, architecture, path, source = load_reid_model(model, weights)
         out = output if output is not None else folder / f"{path.name.split('.')[0]}.onnx"

@@ -86,7 +86,7 @@ def _rate_from_timestamps(path: Path, nominal_fps: float) -> tuple[int, float] |
     they disagree is the rest of the stream demuxed (no decoding) to count the frames and
     average the rate over the whole video.
     """
-    import av
+    import av  # PyAV: only for the timestamps of a file OpenCV cannot count
 
     try:
         with av.open(str(path)) as container:

@@ -229,7 +229,7 @@ def _fetch_http(url: str, out: _HashingWriter, *, timeout: float, progress: Prog
 def _fetch_drive(file_id: str, out: _HashingWriter, *, timeout: float, progress: Progress | None) -> None:
     """Google Drive, through gdown (it answers the confirmation page of large files)."""
     try:
-        import gdown
+        import gdown  # only for Google Drive mirrors
     except ImportError:
         raise _SourceFailed("Google Drive needs the gdown package (pip install gdown)") from None
     try:
@@ -249,7 +249,7 @@ def _fetch_drive(file_id: str, out: _HashingWriter, *, timeout: float, progress:
 
 def _describe_drive_error(exc: Exception, timeout: float) -> str:
     """A few words for what gdown / requests raised (their own messages run to many lines)."""
-    import requests
+    import requests  # only with gdown, to name its errors
 
     name = type(exc).__name__
     if isinstance(exc, requests.Timeout):

@@ -67,7 +67,7 @@ def export_onnx(
     Raises:
         ModelError: onnx/onnxruntime missing, export failed, or the export does not match.
     """
-    import torch
+    import torch  # only to export; running an ONNX model needs no torch
 
     onnx = _import("onnx")
     model = model.eval()
@@ -137,7 +137,7 @@ class OnnxEmbedder:
         if batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {batch_size}")
         if threads is None:
-            import torch
+            import torch  # only for its thread count: an ONNX model needs no torch otherwise
 
             threads = torch.get_num_threads()
         self.path = Path(path)

@@ -7,6 +7,7 @@ both tracking and crop sampling, and memory does not grow with the video's lengt
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -149,7 +150,7 @@ def check_detector_pickle(weights: Path) -> None:
     Raises:
         ModelError: The file names something else, or is not a torch checkpoint.
     """
-    import torch
+    import torch  # off the start-up path, as ultralytics is
 
     from reid_merge.models.checkpoints import restricted_load  # torch: off the start-up path
 
@@ -163,9 +164,7 @@ def check_detector_pickle(weights: Path) -> None:
 
 def _layer_class(name: str) -> type | None:
     """The class `name` names when it is a torch or ultralytics layer or a settings record."""
-    import importlib
-
-    import torch
+    import torch  # off the start-up path, as ultralytics is
 
     if not (name.startswith(_LAYER_MODULES) or name in _RECORD_CLASSES):
         return None

@@ -51,7 +51,6 @@ class Config:
     short_track_score: float = 0.5
     min_crops_to_merge: int = 2
     split_impure: bool = False
-    split_margin: float = 0.4
     adapt: bool = True
     adapt_dims: int = 16
     adapt_regularization: float = 0.1
@@ -97,7 +96,6 @@ class Config:
         _check(self.dispersion_weight >= 0, "dispersion_weight", ">= 0", self.dispersion_weight)
         _check(self.short_track_detections >= 0, "short_track_detections", ">= 0", self.short_track_detections)
         _check(self.min_crops_to_merge >= 1, "min_crops_to_merge", ">= 1", self.min_crops_to_merge)
-        _check(0 < self.split_margin <= 2, "split_margin", "in (0, 2]", self.split_margin)
         _check(0 <= self.short_track_score <= 1, "short_track_score", "in [0, 1]", self.short_track_score)
         _check(self.adapt_dims >= 1, "adapt_dims", ">= 1", self.adapt_dims)
         _check(self.adapt_regularization > 0, "adapt_regularization", "> 0", self.adapt_regularization)

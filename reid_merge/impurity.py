@@ -1,9 +1,16 @@
-"""Split impure tracks: one track ID that the tracker moved from one person to another.
+"""Cut impure tracks: one track ID that the tracker moved from one person to another.
 
 A merge can only join tracks, so a track that holds two people drags one of them into the
-wrong person. Its crops show it: they fall into an early and a late group that look alike
-inside and unlike each other. The split point is first found between two crops, then refined
-to the frame inside that interval where the box jumps most (a swap moves the box).
+wrong person. A tracker hands an ID to somebody else only where two people come close, so
+the candidates are the stretches where the track passed within a box width of another track
+(an encounter); inside one, the cut goes where the box jumps most (a swap moves the box).
+Whether to cut is appearance's call, judged against what this video shows: the crops before
+the candidate are compared with the crops after it, and the same comparison at every place
+of every track where no swap can be (no encounter there) shows how one person scores against
+themselves. A cut is made only where that is implausible, over all the video's candidates at
+once: the estimated share of cuts through one person stays at most the target rate (the
+merge's false-discovery rule, mirrored), and the score is likelier for two people (tracks that
+share a frame) than for one. The parts then go through the merge like any other fragment.
 """
 
 from __future__ import annotations
@@ -13,14 +20,27 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.tracks import TrackSet
+from reid_merge.calibration import ScoreModel, different_person_model
+from reid_merge.similarity import track_similarity
+from reid_merge.tracks import TrackSet, cooccurrence
 
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+#: Fewer crops than this on either side of a place and the two sides are not compared: one
+#: or two views of a person say too little about who it is.
 MIN_CROPS_EACH_SIDE = 3
+#: Most cuts one track may get: after each round of cuts the parts are examined again.
+MAX_ROUNDS = 4
 
 
 @dataclass(frozen=True)
 class Split:
-    """Track `track_id` becomes `new_track_id` from frame `frame` on."""
+    """Track `track_id` becomes `new_track_id` from frame `frame` on.
+
+    `margin` is how far the two sides' similarity lies below what one person scores in this
+    video, in spreads of that score (larger: surer).
+    """
 
     track_id: int
     new_track_id: int
@@ -28,35 +48,45 @@ class Split:
     margin: float
 
 
-def best_split(features: npt.NDArray[np.floating]) -> tuple[int, float]:
-    """Where a time-ordered run of unit features divides best into two groups, and by how much.
+def close_pairs(tracks: TrackSet) -> tuple[IntArray, IntArray, IntArray]:
+    """Pairs of boxes of one frame that overlap or lie within a box width of each other.
 
-    The margin is the mean similarity inside the two groups minus the mean similarity across
-    them; a track of one person has a margin near zero.
-
-    Args:
-        features: `(k, D)` L2-normalised crop features in time order.
+    The gap between two boxes is the larger of their horizontal and vertical gaps (0 when
+    they overlap); a box width is the narrower box's.
 
     Returns:
-        `(s, margin)`: the split lies between crop `s - 1` and crop `s`; margin -inf when `k`
-        is too small to split.
+        `(frame, first, second)`: `(p,)` each, `first < second` row indices into `tracks`.
 
-    >>> f = np.array([[1.0, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 1]])
-    >>> best_split(f)
-    (3, 1.0)
+    >>> t = TrackSet.from_arrays([1, 1, 1], [1, 2, 3], [[0, 0, 10, 30], [15, 0, 25, 30], [60, 0, 70, 30]], [1, 1, 1])
+    >>> [a.tolist() for a in close_pairs(t)]
+    [[1], [0], [1]]
     """
-    k = len(features)
-    if k < 2 * MIN_CROPS_EACH_SIDE:
-        return 0, -np.inf
-    sim = features @ features.T
-    best_s, best_margin = 0, -np.inf
-    for s in range(MIN_CROPS_EACH_SIDE, k - MIN_CROPS_EACH_SIDE + 1):
-        early, late = sim[:s, :s], sim[s:, s:]
-        inside = (early.sum() - s + late.sum() - (k - s)) / (s * (s - 1) + (k - s) * (k - s - 1))
-        across = sim[:s, s:].mean()
-        if inside - across > best_margin:
-            best_s, best_margin = s, float(inside - across)
-    return best_s, best_margin
+    order = np.argsort(tracks.frame, kind="stable")
+    frames = tracks.frame[order]
+    bounds = np.flatnonzero(np.diff(frames)) + 1
+    found: list[tuple[IntArray, IntArray, IntArray]] = []
+    for rows in np.split(order, bounds):
+        if len(rows) < 2:
+            continue
+        box = tracks.xyxy[rows]
+        gap_x = np.maximum(box[:, None, 0], box[None, :, 0]) - np.minimum(box[:, None, 2], box[None, :, 2])
+        gap_y = np.maximum(box[:, None, 1], box[None, :, 1]) - np.minimum(box[:, None, 3], box[None, :, 3])
+        width = box[:, 2] - box[:, 0]
+        close = np.maximum(gap_x, gap_y) <= np.minimum(width[:, None], width[None, :])
+        i, j = np.nonzero(np.triu(close, k=1))
+        found.append((tracks.frame[rows[i]], rows[i], rows[j]))
+    if not found:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    return tuple(np.concatenate(parts).astype(np.int64) for parts in zip(*found))  # type: ignore[return-value]
+
+
+def near_another(tracks: TrackSet) -> npt.NDArray[np.bool_]:
+    """`(n,)` True for the boxes within a box width of another track's box in the same frame."""
+    _, first, second = close_pairs(tracks)
+    near = np.zeros(len(tracks), dtype=bool)
+    near[first] = near[second] = True
+    return near
 
 
 def jump_frame(track: TrackSet, after: int, before: int) -> int:
@@ -67,6 +97,7 @@ def jump_frame(track: TrackSet, after: int, before: int) -> int:
     """
     t = track.sorted()
     inside = np.flatnonzero((t.frame > after) & (t.frame <= before))
+    inside = inside[inside > 0]
     if len(inside) == 0:
         return before
     centre = (t.xyxy[:, :2] + t.xyxy[:, 2:]) / 2.0
@@ -77,43 +108,152 @@ def jump_frame(track: TrackSet, after: int, before: int) -> int:
     return int(t.frame[inside[int(np.argmax(jump))]])
 
 
+def encounter_frames(track: TrackSet, near: npt.NDArray[np.bool_]) -> IntArray:
+    """Where a swap could have happened in one track: in each run of boxes near another
+    person, the frame where the box jumps most.
+
+    Args:
+        track: the detections of one track, sorted by frame.
+        near: `(n,)` its boxes that were near another track's.
+    """
+    edges = np.diff(np.concatenate([[0], near.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # run = [start, end)
+    frames = track.frame
+    cuts = [
+        jump_frame(track, int(frames[max(start - 1, 0)]), int(frames[min(end, len(frames) - 1)]))
+        for start, end in zip(starts, ends)
+    ]
+    return np.unique(np.array(cuts, dtype=np.int64))
+
+
+def across_similarity(features: FloatArray, crop_frame: IntArray, cut: int) -> float:
+    """Mean similarity of the crops before frame `cut` to those from it on; NaN when either side
+    has fewer than MIN_CROPS_EACH_SIDE crops."""
+    before, after = crop_frame < cut, crop_frame >= cut
+    if before.sum() < MIN_CROPS_EACH_SIDE or after.sum() < MIN_CROPS_EACH_SIDE:
+        return float("nan")
+    return float(np.mean(features[before] @ features[after].T))
+
+
+@dataclass(frozen=True)
+class _Place:
+    """One place of one part of a track where its crops are divided in two."""
+
+    track_id: int
+    frame: int
+    similarity: float
+
+
+def _places(
+    part: TrackSet, near: npt.NDArray[np.bool_], features: FloatArray, crop_frame: IntArray
+) -> tuple[list[_Place], list[float]]:
+    """The candidate places of one part of a track, and the similarities at the places between
+    two consecutive crops where it met nobody (one person on both sides, if the part is pure)."""
+    track_id = int(part.track_id[0])
+    candidates = [
+        _Place(track_id, int(cut), across_similarity(features, crop_frame, int(cut)))
+        for cut in encounter_frames(part, near)
+    ]
+    order = np.argsort(crop_frame, kind="stable")
+    frames = crop_frame[order]
+    references = []
+    for previous, current in zip(frames[:-1], frames[1:]):
+        between = (part.frame > previous) & (part.frame <= current)
+        if current > previous and not near[between].any():
+            references.append(across_similarity(features, crop_frame, int(current)))
+    return [c for c in candidates if np.isfinite(c.similarity)], [r for r in references if np.isfinite(r)]
+
+
 def find_impure_tracks(
     tracks: TrackSet,
     features: npt.NDArray[np.floating],
-    crop_track: npt.NDArray[np.int64],
-    crop_frame: npt.NDArray[np.int64],
-    margin: float,
+    crop_track: IntArray,
+    crop_frame: IntArray,
+    false_rate: float,
 ) -> list[Split]:
-    """Tracks whose crops split into two groups by more than `margin`, and where to cut them.
+    """Where tracks hold two people, cut where it is confident (see the module docstring).
 
     Args:
         tracks: the raw detections.
         features: `(M, D)` L2-normalised crop features.
         crop_track: `(M,)` track of each crop.
         crop_frame: `(M,)` frame of each crop.
-        margin: smallest inside-minus-across similarity that counts as two people.
+        false_rate: the target share of cuts through one person.
+
+    Returns:
+        The cuts in the order made; a later cut may cut a part an earlier one made.
     """
-    splits = []
-    next_id = int(tracks.track_id.max()) + 1 if len(tracks) else 1
-    for track_id in np.unique(crop_track):
-        rows = np.flatnonzero(crop_track == track_id)
-        rows = rows[np.argsort(crop_frame[rows], kind="stable")]
-        s, found = best_split(np.asarray(features)[rows])
-        if found <= margin:
-            continue
-        frame = jump_frame(tracks[tracks.track_id == track_id], int(crop_frame[rows[s - 1]]), int(crop_frame[rows[s]]))
-        splits.append(Split(int(track_id), next_id, frame, found))
-        next_id += 1
+    features = np.asarray(features, dtype=np.float64)
+    splits: list[Split] = []
+    if len(tracks) == 0:
+        return splits
+    track_ids = tracks.track_ids
+    owner = np.searchsorted(track_ids, crop_track)
+    similarity = track_similarity(features, owner, len(track_ids), "mean")
+    different = different_person_model(similarity, cooccurrence(tracks, track_ids))
+    if different is None:
+        return splits
+    near = near_another(tracks)
+    part_of, crop_part = tracks.track_id.copy(), crop_track.copy()
+    next_id = int(track_ids.max()) + 1
+    for _ in range(MAX_ROUNDS):
+        candidates: list[_Place] = []
+        references: list[float] = []
+        for part_id in np.unique(part_of):
+            rows = np.flatnonzero(part_of == part_id)
+            rows = rows[np.argsort(tracks.frame[rows], kind="stable")]
+            crops = crop_part == part_id
+            found, reference = _places(tracks[rows], near[rows], features[crops], crop_frame[crops])
+            if found:  # the best-supported place of each part; the others wait for the next round
+                candidates.append(min(found, key=lambda place: place.similarity))
+            references += reference
+        same = ScoreModel.fit(np.array(references))
+        if same is None or not candidates or same.centre <= different.centre:
+            break
+        cuts = _confident(candidates, same, different, false_rate)
+        if not cuts:
+            break
+        for place in cuts:
+            splits.append(
+                Split(place.track_id, next_id, place.frame, (same.centre - place.similarity) / same.spread)
+            )
+            part_of[(part_of == place.track_id) & (tracks.frame >= place.frame)] = next_id
+            crop_part[(crop_part == place.track_id) & (crop_frame >= place.frame)] = next_id
+            next_id += 1
     return splits
 
 
+def _confident(candidates: list[_Place], same: ScoreModel, different: ScoreModel, false_rate: float) -> list[_Place]:
+    """The candidates cut at `false_rate` (Benjamini-Hochberg on how often one person scores as
+    low) whose score is also likelier for two people than for one."""
+    values = np.array([c.similarity for c in candidates])
+    p_same = 1.0 - same.survival(values)
+    order = np.argsort(p_same, kind="stable")
+    share = len(values) * p_same[order] / np.arange(1, len(values) + 1)
+    passed = np.flatnonzero(share <= false_rate)
+    chosen = order[: passed[-1] + 1] if len(passed) else order[:0]
+    likelier_two = (values <= different.centre) | (different.log_density(values) > same.log_density(values))
+    return [candidates[i] for i in chosen if likelier_two[i]]
+
+
+def split_apart(splits: list[Split], track_ids: IntArray) -> npt.NDArray[np.bool_]:
+    """`(N, N)` True between the two sides of each cut: appearance said two people, so neither
+    motion nor the clustering may join them again."""
+    apart = np.zeros((len(track_ids), len(track_ids)), dtype=bool)
+    for split in splits:
+        i, j = np.searchsorted(track_ids, [split.track_id, split.new_track_id])
+        apart[i, j] = apart[j, i] = True
+    return apart
+
+
 def apply_splits(
-    tracks: TrackSet, crop_track: npt.NDArray[np.int64], crop_frame: npt.NDArray[np.int64], splits: list[Split]
-) -> tuple[TrackSet, npt.NDArray[np.int64]]:
-    """Relabel the later part of each split track, in the detections and in the crops."""
+    tracks: TrackSet, crop_track: IntArray, crop_frame: IntArray, splits: list[Split]
+) -> tuple[TrackSet, IntArray]:
+    """Relabel the later part of each split track, in the detections and in the crops (in order:
+    a later split may cut a part an earlier one made)."""
     track_id = tracks.track_id.copy()
     new_crop_track = crop_track.copy()
     for split in splits:
-        track_id[(tracks.track_id == split.track_id) & (tracks.frame >= split.frame)] = split.new_track_id
-        new_crop_track[(crop_track == split.track_id) & (crop_frame >= split.frame)] = split.new_track_id
+        track_id[(track_id == split.track_id) & (tracks.frame >= split.frame)] = split.new_track_id
+        new_crop_track[(new_crop_track == split.track_id) & (crop_frame >= split.frame)] = split.new_track_id
     return TrackSet(tracks.frame.copy(), track_id, tracks.xyxy.copy(), tracks.score.copy()), new_crop_track

@@ -36,7 +36,7 @@ from reid_merge.clustering import MAX_DISTANCE, any_between, cluster_tracks
 from reid_merge.config import Config
 from reid_merge.crops import CropSampler, CropSet
 from reid_merge.errors import InputError
-from reid_merge.impurity import Split, apply_splits, find_impure_tracks
+from reid_merge.impurity import Split, apply_splits, find_impure_tracks, split_apart
 from reid_merge.interpolation import fill_gaps
 from reid_merge.motion import handover, reachable, track_ends
 from reid_merge.plan import REVIEW_NAMES, persons_entries, write_review
@@ -360,12 +360,13 @@ def decide_merge(
         features = whitening.project(features)
     tracks, crop_track, splits = raw, crops.track_id, []
     if config.split_impure:
-        splits = find_impure_tracks(raw, features, crops.track_id, crops.frame, config.split_margin)
+        splits = find_impure_tracks(raw, features, crops.track_id, crops.frame, config.false_merge_rate)
         tracks, crop_track = apply_splits(raw, crops.track_id, crops.frame, splits)
     track_ids = tracks.track_ids
     owner = np.searchsorted(track_ids, crop_track)
     similarity = track_similarity(features, owner, len(track_ids), config.aggregation)  # type: ignore[arg-type]
     shared_frame = cooccurrence(tracks, track_ids)
+    apart = split_apart(splits, track_ids)  # the two sides of a cut: two people
     # Tracks that stay alone rather than being glued onto a person: a short track of low
     # confidence (most likely a detector false positive); and, for appearance, a track with too
     # few usable crops (one crop is one view: same-vs-different ROC-AUC 0.84 on oracle
@@ -380,7 +381,7 @@ def decide_merge(
     model = handover_model(tracks, fps, config.stitch_max_gap_seconds)
     clutter = clutter_density(tracks, track_ids)
     different = different_person_model(appearance, shared_frame)
-    allowed = ~shared_frame & ~doubtful[:, None] & ~doubtful[None, :]
+    allowed = ~shared_frame & ~apart & ~doubtful[:, None] & ~doubtful[None, :]
     if frame_size is not None:  # who walks out of the picture was not lost by the tracker
         leaves, enters = crosses_the_edge(tracks, ends, track_ids, frame_size)
         allowed &= ~leaves[:, None] & ~enters[None, :]
@@ -406,8 +407,8 @@ def decide_merge(
         config.aggregation,  # type: ignore[arg-type]
     )
     chain_shared_frame = any_between(shared_frame, chain, num_chains)
-    cannot_link = chain_shared_frame.copy()
-    never = shared_frame.copy()  # track pairs that can never be one person by appearance
+    cannot_link = chain_shared_frame | any_between(apart, chain, num_chains)
+    never = shared_frame | apart  # track pairs that can never be one person by appearance
     if config.motion_gate:
         never |= ~reachable(error, gap, config.motion_slack_heights, config.motion_heights_per_second)
         np.fill_diagonal(never, False)

@@ -240,19 +240,19 @@ def swapped_features(
     targets = gt.targets[visible(gt.targets, path)]
     shaping = {k: config.to_dict()[k] for k in ("crops_per_track", "min_crop_height", "crop_max_covered")}
     content = hashlib.sha256(targets.frame.tobytes() + targets.track_id.tobytes() + targets.xyxy.tobytes())
-    key = cache_key("swaps", str(sequence), seed, shaping, content.hexdigest())
+    key = cache_key("swaps-v2", str(sequence), seed, shaping, content.hexdigest())
 
-    def sample() -> tuple[TrackSet, list[Swap], object]:
+    def sample() -> tuple[TrackSet, list[tuple[int, int, int]], object]:
         swapped, swaps = swap_identities(targets, seed)
         crops, _ = sample_crops(probe_video(sequence), swapped, config, Reporter())
-        return swapped, swaps, crops
+        return swapped, [dataclasses.astuple(swap) for swap in swaps], crops  # no class of this script pickled
 
     swapped, swaps, crops = cached(cache / f"swaps-{sequence.name}-{key}.pkl", sample)
     embedding = {k: config.to_dict()[k] for k in EMBEDDING}
     features = cached(
         cache / f"swaps-{sequence.name}-{key}-{cache_key(embedding)}.features.pkl", lambda: _embed(crops.crops, config)
     )
-    return swapped, swaps, crops, features
+    return swapped, [Swap(*swap) for swap in swaps], crops, features
 
 
 def swap_table(sequences: list[Path], args: argparse.Namespace, base: Config) -> list[dict]:

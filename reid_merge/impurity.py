@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.calibration import ScoreModel, different_person_model
+from reid_merge.calibration import ScoreModel
 from reid_merge.similarity import track_similarity
 from reid_merge.tracks import TrackSet, cooccurrence
 
@@ -38,8 +38,8 @@ MAX_ROUNDS = 4
 class Split:
     """Track `track_id` becomes `new_track_id` from frame `frame` on.
 
-    `margin` is how far the two sides' similarity lies below what one person scores in this
-    video, in spreads of that score (larger: surer).
+    `margin` is how far the two sides' split margin (`split_margin`) lies above what one person
+    shows in this video, in spreads of that (larger: surer).
     """
 
     track_id: int
@@ -126,13 +126,38 @@ def encounter_frames(track: TrackSet, near: npt.NDArray[np.bool_]) -> IntArray:
     return np.unique(np.array(cuts, dtype=np.int64))
 
 
-def across_similarity(features: FloatArray, crop_frame: IntArray, cut: int) -> float:
-    """Mean similarity of the crops before frame `cut` to those from it on; NaN when either side
-    has fewer than MIN_CROPS_EACH_SIDE crops."""
+def within_similarity(features: FloatArray) -> float:
+    """Mean similarity of distinct crops of one group; NaN for fewer than two."""
+    k = len(features)
+    return float(((features @ features.T).sum() - np.trace(features @ features.T)) / (k * (k - 1))) if k > 1 else np.nan
+
+
+def split_margin(features: FloatArray, crop_frame: IntArray, cut: int) -> float:
+    """How much less alike the crops before frame `cut` are to those from it on than each side is
+    to itself: mean within-side similarity minus mean across similarity. Measured against each
+    track's own consistency, so a person who looks alike from every side and one who does not
+    score on one scale. NaN when either side has fewer than MIN_CROPS_EACH_SIDE crops.
+
+    >>> f = np.array([[1.0, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 1]])
+    >>> split_margin(f, np.arange(6), 3), split_margin(f, np.arange(6), 2)
+    (1.0, nan)
+    """
     before, after = crop_frame < cut, crop_frame >= cut
     if before.sum() < MIN_CROPS_EACH_SIDE or after.sum() < MIN_CROPS_EACH_SIDE:
         return float("nan")
-    return float(np.mean(features[before] @ features[after].T))
+    within = (within_similarity(features[before]) + within_similarity(features[after])) / 2.0
+    return within - float(np.mean(features[before] @ features[after].T))
+
+
+def two_person_margins(
+    features: FloatArray, owner: IntArray, num_tracks: int, shared_frame: npt.NDArray[np.bool_]
+) -> FloatArray:
+    """The margin a split would show if its two sides were two people: for tracks that share a
+    frame, the mean of their within-track similarities minus their mean similarity to each other."""
+    within = np.array([within_similarity(features[owner == i]) for i in range(num_tracks)])
+    across = track_similarity(features, owner, num_tracks, "mean")
+    margins = (within[:, None] + within[None, :]) / 2.0 - across
+    return margins[np.triu(shared_frame, k=1)]
 
 
 @dataclass(frozen=True)
@@ -141,18 +166,16 @@ class _Place:
 
     track_id: int
     frame: int
-    similarity: float
+    margin: float
 
 
 def _places(
-    part: TrackSet, near: npt.NDArray[np.bool_], features: FloatArray, crop_frame: IntArray
+    part_id: int, part: TrackSet, near: npt.NDArray[np.bool_], features: FloatArray, crop_frame: IntArray
 ) -> tuple[list[_Place], list[float]]:
-    """The candidate places of one part of a track, and the similarities at the places between
-    two consecutive crops where it met nobody (one person on both sides, if the part is pure)."""
-    track_id = int(part.track_id[0])
+    """The candidate places of one part of a track, and the margins at the places between two
+    consecutive crops where it met nobody (one person on both sides, if the part is pure)."""
     candidates = [
-        _Place(track_id, int(cut), across_similarity(features, crop_frame, int(cut)))
-        for cut in encounter_frames(part, near)
+        _Place(part_id, int(cut), split_margin(features, crop_frame, int(cut))) for cut in encounter_frames(part, near)
     ]
     order = np.argsort(crop_frame, kind="stable")
     frames = crop_frame[order]
@@ -160,8 +183,8 @@ def _places(
     for previous, current in zip(frames[:-1], frames[1:]):
         between = (part.frame > previous) & (part.frame <= current)
         if current > previous and not near[between].any():
-            references.append(across_similarity(features, crop_frame, int(current)))
-    return [c for c in candidates if np.isfinite(c.similarity)], [r for r in references if np.isfinite(r)]
+            references.append(split_margin(features, crop_frame, int(current)))
+    return [c for c in candidates if np.isfinite(c.margin)], [r for r in references if np.isfinite(r)]
 
 
 def find_impure_tracks(
@@ -189,8 +212,7 @@ def find_impure_tracks(
         return splits
     track_ids = tracks.track_ids
     owner = np.searchsorted(track_ids, crop_track)
-    similarity = track_similarity(features, owner, len(track_ids), "mean")
-    different = different_person_model(similarity, cooccurrence(tracks, track_ids))
+    different = ScoreModel.fit(two_person_margins(features, owner, len(track_ids), cooccurrence(tracks, track_ids)))
     if different is None:
         return splits
     near = near_another(tracks)
@@ -203,20 +225,20 @@ def find_impure_tracks(
             rows = np.flatnonzero(part_of == part_id)
             rows = rows[np.argsort(tracks.frame[rows], kind="stable")]
             crops = crop_part == part_id
-            found, reference = _places(tracks[rows], near[rows], features[crops], crop_frame[crops])
+            found, reference = _places(int(part_id), tracks[rows], near[rows], features[crops], crop_frame[crops])
             if found:  # the best-supported place of each part; the others wait for the next round
-                candidates.append(min(found, key=lambda place: place.similarity))
+                candidates.append(max(found, key=lambda place: place.margin))
             references += reference
         same = ScoreModel.fit(np.array(references))
-        if same is None or not candidates or same.centre <= different.centre:
+        if same is not None:  # references of few tracks claim more certainty than they have
+            same = ScoreModel(same.centre, max(same.spread, different.spread / 2), same.pairs)
+        if same is None or not candidates or same.centre >= different.centre:
             break
         cuts = _confident(candidates, same, different, false_rate)
         if not cuts:
             break
         for place in cuts:
-            splits.append(
-                Split(place.track_id, next_id, place.frame, (same.centre - place.similarity) / same.spread)
-            )
+            splits.append(Split(place.track_id, next_id, place.frame, (place.margin - same.centre) / same.spread))
             part_of[(part_of == place.track_id) & (tracks.frame >= place.frame)] = next_id
             crop_part[(crop_part == place.track_id) & (crop_frame >= place.frame)] = next_id
             next_id += 1
@@ -224,15 +246,15 @@ def find_impure_tracks(
 
 
 def _confident(candidates: list[_Place], same: ScoreModel, different: ScoreModel, false_rate: float) -> list[_Place]:
-    """The candidates cut at `false_rate` (Benjamini-Hochberg on how often one person scores as
-    low) whose score is also likelier for two people than for one."""
-    values = np.array([c.similarity for c in candidates])
-    p_same = 1.0 - same.survival(values)
+    """The candidates cut at `false_rate` (Benjamini-Hochberg on how often one person shows as
+    large a margin) whose margin is also likelier for two people than for one."""
+    values = np.array([c.margin for c in candidates])
+    p_same = same.survival(values)
     order = np.argsort(p_same, kind="stable")
     share = len(values) * p_same[order] / np.arange(1, len(values) + 1)
     passed = np.flatnonzero(share <= false_rate)
     chosen = order[: passed[-1] + 1] if len(passed) else order[:0]
-    likelier_two = (values <= different.centre) | (different.log_density(values) > same.log_density(values))
+    likelier_two = (values >= different.centre) | (different.log_density(values) > same.log_density(values))
     return [candidates[i] for i in chosen if likelier_two[i]]
 
 

@@ -521,6 +521,11 @@ def check_run_document(document: Mapping[str, Any], path: Path) -> None:
         raise InputError(f"{path}: summary.frames: expected an integer >= 0, got {excerpt(frames)}")
     if not all(isinstance(note, str) for note in document.get("notes", [])):
         raise InputError(f"{path}: expected 'notes' to be a list of strings")
+    cut_keys = ("track_id", "new_track_id", "frame")
+    if not all(
+        isinstance(cut, dict) and all(_is_int(cut.get(k)) for k in cut_keys) for cut in document.get("splits", [])
+    ):
+        raise InputError(f"{path}: expected 'splits' to be a list of objects with integer {', '.join(cut_keys)}")
     evaluation = document.get("evaluation", {})
     if not all(isinstance(scores, dict) for scores in evaluation.values()):
         raise InputError(f"{path}: expected 'evaluation' to map raw/merged to objects of scores")
@@ -597,6 +602,11 @@ def report_data(
         notes=list(document.get("notes", [])),
         corrections=[_describe_correction(c) for c in corrections],
         apply_hint=f"reid-merge apply {shlex.quote(str(run_dir))} --merge A,B --split C",
+        cuts=[
+            (cut["track_id"], cut["new_track_id"], cut["frame"])
+            for cut in document.get("splits", [])
+            if {cut["track_id"], cut["new_track_id"]} <= set(per_track_crops)
+        ],
     )
 
 

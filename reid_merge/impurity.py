@@ -4,13 +4,15 @@ A merge can only join tracks, so a track that holds two people drags one of them
 wrong person. A tracker hands an ID to somebody else only where two people come close, so
 the candidates are the stretches where the track passed within a box width of another track
 (an encounter); inside one, the cut goes where the box jumps most (a swap moves the box).
-Whether to cut is appearance's call, judged against what this video shows: the crops before
-the candidate are compared with the crops after it, and the same comparison at every place
-of every track where no swap can be (no encounter there) shows how one person scores against
-themselves. A cut is made only where that is implausible, over all the video's candidates at
-once: the estimated share of cuts through one person stays at most the target rate (the
-merge's false-discovery rule, mirrored), and the score is likelier for two people (tracks that
-share a frame) than for one. The parts then go through the merge like any other fragment.
+Whether to cut is appearance's call, judged against what this video shows. At a candidate the
+crops before and after are compared: how much less alike the two sides are to each other than
+each is to itself (the split margin). The same margin at every place of every track where it
+met nobody (one person on both sides) shows what one person scores; the margin between tracks
+that share a frame shows what two people score. A cut is made only where, over all the video's
+candidates at once, the estimated share of cuts through one person stays at most the target
+rate (the merge's false-discovery rule, mirrored) and the margin is likelier for two people
+than for one. The two sides are then never joined again; otherwise they go through the merge
+like any other fragment.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from reid_merge.adaptation import fit_within_track_whitening
 from reid_merge.calibration import ScoreModel
 from reid_merge.similarity import track_similarity
 from reid_merge.tracks import TrackSet, cooccurrence
@@ -172,18 +175,12 @@ class _Place:
 def _places(
     part_id: int, part: TrackSet, near: npt.NDArray[np.bool_], features: FloatArray, crop_frame: IntArray
 ) -> tuple[list[_Place], list[float]]:
-    """The candidate places of one part of a track, and the margins at the places between two
-    consecutive crops where it met nobody (one person on both sides, if the part is pure)."""
+    """The candidate places of one part of a track, and the margins at every place between two
+    of its crops (one person on both sides, unless the part is impure)."""
     candidates = [
         _Place(part_id, int(cut), split_margin(features, crop_frame, int(cut))) for cut in encounter_frames(part, near)
     ]
-    order = np.argsort(crop_frame, kind="stable")
-    frames = crop_frame[order]
-    references = []
-    for previous, current in zip(frames[:-1], frames[1:]):
-        between = (part.frame > previous) & (part.frame <= current)
-        if current > previous and not near[between].any():
-            references.append(split_margin(features, crop_frame, int(current)))
+    references = [split_margin(features, crop_frame, int(cut)) for cut in np.unique(crop_frame)[1:]]
     return [c for c in candidates if np.isfinite(c.margin)], [r for r in references if np.isfinite(r)]
 
 
@@ -193,6 +190,7 @@ def find_impure_tracks(
     crop_track: IntArray,
     crop_frame: IntArray,
     false_rate: float,
+    adapt: tuple[int, float] | None = None,
 ) -> list[Split]:
     """Where tracks hold two people, cut where it is confident (see the module docstring).
 
@@ -202,6 +200,9 @@ def find_impure_tracks(
         crop_track: `(M,)` track of each crop.
         crop_frame: `(M,)` frame of each crop.
         false_rate: the target share of cuts through one person.
+        adapt: `(dims, regularization)` of the per-video whitening (`adaptation`), fitted here on
+            the stretches of tracks between encounters: a whitening fitted on whole tracks learns
+            the difference between the two people of an impure track as nuisance, and hides it.
 
     Returns:
         The cuts in the order made; a later cut may cut a part an earlier one made.
@@ -211,11 +212,14 @@ def find_impure_tracks(
     if len(tracks) == 0:
         return splits
     track_ids = tracks.track_ids
+    near = near_another(tracks)
     owner = np.searchsorted(track_ids, crop_track)
+    if adapt is not None:
+        whitening = fit_within_track_whitening(features, _stretches(tracks, near, crop_track, crop_frame), *adapt)
+        features = whitening.project(features) if whitening is not None else features
     different = ScoreModel.fit(two_person_margins(features, owner, len(track_ids), cooccurrence(tracks, track_ids)))
     if different is None:
         return splits
-    near = near_another(tracks)
     part_of, crop_part = tracks.track_id.copy(), crop_track.copy()
     next_id = int(track_ids.max()) + 1
     for _ in range(MAX_ROUNDS):
@@ -243,6 +247,18 @@ def find_impure_tracks(
             crop_part[(crop_part == place.track_id) & (crop_frame >= place.frame)] = next_id
             next_id += 1
     return splits
+
+
+def _stretches(tracks: TrackSet, near: npt.NDArray[np.bool_], crop_track: IntArray, crop_frame: IntArray) -> IntArray:
+    """`(M,)` the stretch of its track each crop lies in, the stretches numbered from 0: a track
+    is cut into stretches at its candidate places, and a stretch holds one person."""
+    stretch = np.zeros(len(crop_track), dtype=np.int64)
+    for track_id in np.unique(crop_track):
+        rows = np.flatnonzero(tracks.track_id == track_id)
+        rows = rows[np.argsort(tracks.frame[rows], kind="stable")]
+        crops = crop_track == track_id
+        stretch[crops] = np.searchsorted(encounter_frames(tracks[rows], near[rows]), crop_frame[crops], side="right")
+    return np.unique(np.stack([crop_track, stretch], axis=1), axis=0, return_inverse=True)[1].ravel()
 
 
 def _confident(candidates: list[_Place], same: ScoreModel, different: ScoreModel, false_rate: float) -> list[_Place]:

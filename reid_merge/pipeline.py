@@ -350,7 +350,13 @@ def decide_merge(
     Every cut-off is learnt from this video: the hand-over bounds from cuts of its own tracks,
     the crowding from its own frames, how different people score from tracks that share a frame.
     """
-    owner = np.searchsorted(raw.track_ids, crops.track_id)
+    tracks, crop_track, splits = raw, crops.track_id, []
+    if config.split_impure:
+        adapt = (config.adapt_dims, config.adapt_regularization) if config.adapt else None
+        splits = find_impure_tracks(raw, features, crops.track_id, crops.frame, config.false_merge_rate, adapt)
+        tracks, crop_track = apply_splits(raw, crops.track_id, crops.frame, splits)
+    track_ids = tracks.track_ids
+    owner = np.searchsorted(track_ids, crop_track)
     whitening = (
         fit_within_track_whitening(features, owner, config.adapt_dims, config.adapt_regularization)
         if config.adapt
@@ -358,12 +364,6 @@ def decide_merge(
     )
     if whitening is not None:
         features = whitening.project(features)
-    tracks, crop_track, splits = raw, crops.track_id, []
-    if config.split_impure:
-        splits = find_impure_tracks(raw, features, crops.track_id, crops.frame, config.false_merge_rate)
-        tracks, crop_track = apply_splits(raw, crops.track_id, crops.frame, splits)
-    track_ids = tracks.track_ids
-    owner = np.searchsorted(track_ids, crop_track)
     similarity = track_similarity(features, owner, len(track_ids), config.aggregation)  # type: ignore[arg-type]
     shared_frame = cooccurrence(tracks, track_ids)
     apart = split_apart(splits, track_ids)  # the two sides of a cut: two people

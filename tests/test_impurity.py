@@ -12,43 +12,7 @@ from reid_merge.impurity import (
     near_another,
     split_apart,
 )
-from reid_merge.tracks import TrackSet
-from tests.builders import tracks_from_rows, walking_track
-
-FRAMES = range(1, 61)
-
-
-def _crossing(track_id: int, x0: float, speed: float, y: float) -> list[tuple]:
-    return [(f, track_id, x0 + speed * f, y, x0 + speed * f + 40.0, y + 120.0) for f in FRAMES]
-
-
-def _scene(swap: bool, seed: int = 0) -> tuple[TrackSet, np.ndarray, np.ndarray, np.ndarray]:
-    """Persons 1 and 2 cross at frame 30 (the tracker swaps their IDs there when `swap`); 3 and 4
-    cross at frame 30 too and keep theirs; 5 to 8 walk alone, far from everybody."""
-    rows = _crossing(1, 0.0, 4.0, 100.0) + _crossing(2, 240.0, -4.0, 140.0)
-    rows += _crossing(3, 1000.0, 4.0, 100.0) + _crossing(4, 1240.0, -4.0, 140.0)
-    for k, track_id in enumerate(range(5, 9)):
-        rows += walking_track(track_id, FRAMES, x0=2000.0 + 400.0 * k)
-    tracks = tracks_from_rows(rows)
-    person = tracks.track_id.copy()
-    if swap:
-        later = tracks.frame >= 31
-        tracks = TrackSet(
-            tracks.frame,
-            np.where(later & (person == 1), 2, np.where(later & (person == 2), 1, person)),
-            tracks.xyxy,
-            tracks.score,
-        )
-    rng = np.random.default_rng(seed)
-    look = rng.normal(size=(9, 32))
-    crop_frame = np.tile(np.linspace(2, 59, 16).round().astype(np.int64), 8)
-    crop_track = np.repeat(np.arange(1, 9), 16)
-    crop_person = np.array(
-        [person[(tracks.track_id == t) & (tracks.frame == f)][0] for t, f in zip(crop_track, crop_frame)]
-    )
-    features = look[crop_person] + 0.35 * rng.normal(size=(len(crop_track), 32))
-    features /= np.linalg.norm(features, axis=1, keepdims=True)
-    return tracks, features, crop_track, crop_frame
+from tests.builders import crossing_scene, tracks_from_rows, walking_track
 
 
 def test_boxes_within_a_box_width_are_close_farther_ones_are_not() -> None:
@@ -66,7 +30,7 @@ def test_the_cut_goes_where_the_box_jumps() -> None:
 
 
 def test_an_encounter_is_a_candidate_at_the_swap() -> None:
-    tracks, *_ = _scene(swap=True)
+    tracks, *_ = crossing_scene(swap=True)
     near = near_another(tracks)
     one = tracks.track_id == 1
     assert encounter_frames(tracks[one], near[one]).tolist() == [31]
@@ -76,20 +40,27 @@ def test_an_encounter_is_a_candidate_at_the_swap() -> None:
 
 def test_a_swapped_track_is_cut_at_the_swap_and_tracks_that_only_met_are_not() -> None:
     for seed in range(3):
-        tracks, features, crop_track, crop_frame = _scene(swap=True, seed=seed)
+        tracks, features, crop_track, crop_frame = crossing_scene(swap=True, seed=seed)
         splits = find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=0.005)
         assert sorted((s.track_id, s.frame) for s in splits) == [(1, 31), (2, 31)]
         assert all(s.margin > 0 for s in splits)
 
 
+def test_the_whitening_is_fitted_on_stretches_so_the_swap_still_shows() -> None:
+    tracks, features, crop_track, crop_frame = crossing_scene(swap=True)
+    splits = find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=0.005, adapt=(8, 0.1))
+    assert sorted((s.track_id, s.frame) for s in splits) == [(1, 31), (2, 31)]
+
+
 def test_nothing_is_cut_without_a_swap() -> None:
     for seed in range(3):
-        tracks, features, crop_track, crop_frame = _scene(swap=False, seed=seed)
+        tracks, features, crop_track, crop_frame = crossing_scene(swap=False, seed=seed)
         assert find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=0.005) == []
+        assert find_impure_tracks(tracks, features, crop_track, crop_frame, 0.005, adapt=(8, 0.1)) == []
 
 
 def test_without_tracks_that_share_a_frame_nothing_is_cut() -> None:
-    tracks, features, crop_track, crop_frame = _scene(swap=True)
+    tracks, features, crop_track, crop_frame = crossing_scene(swap=True)
     # One track only: no pair of different people to learn from.
     one = tracks.track_id == 1
     crops = crop_track == 1

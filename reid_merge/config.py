@@ -50,7 +50,7 @@ class Config:
     short_track_detections: int = 5
     short_track_score: float = 0.5
     min_crops_to_merge: int = 2
-    split_impure: bool = False
+    split_impure: bool = True
     adapt: bool = True
     adapt_dims: int = 16
     adapt_regularization: float = 0.1

@@ -208,7 +208,11 @@ AggregationOpt = typer.Option(
 )
 CriterionOpt = typer.Option(None, "--criterion", help="Clustering: average (linkage) or dbc (dispersion-based).")
 DispersionOpt = typer.Option(None, "--dispersion-weight", help="λ of --criterion dbc [default: 0.1].")
-SplitOpt = typer.Option(None, "--split-impure/--no-split-impure", help="Cut tracks the tracker moved from one person to another where two people met.")
+SplitOpt = typer.Option(
+    None,
+    "--split-impure/--no-split-impure",
+    help="Cut tracks the tracker moved from one person to another where two people met [default: on].",
+)
 FillOpt = typer.Option(
     None, "--fill-gaps/--no-fill-gaps", help="Box each person in the frames the tracker lost them [default: on]."
 )

@@ -123,7 +123,7 @@ def encounter_frames(track: TrackSet, near: npt.NDArray[np.bool_]) -> IntArray:
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # run = [start, end)
     frames = track.frame
     cuts = [
-        jump_frame(track, int(frames[max(start - 1, 0)]), int(frames[min(end, len(frames) - 1)]))
+        jump_frame(track, int(frames[max(int(start) - 1, 0)]), int(frames[min(int(end), len(frames) - 1)]))
         for start, end in zip(starts, ends)
     ]
     return np.unique(np.array(cuts, dtype=np.int64))
@@ -207,7 +207,7 @@ def find_impure_tracks(
     Returns:
         The cuts in the order made; a later cut may cut a part an earlier one made.
     """
-    features = np.asarray(features, dtype=np.float64)
+    unit: FloatArray = np.asarray(features, dtype=np.float64)
     splits: list[Split] = []
     if len(tracks) == 0:
         return splits
@@ -215,9 +215,9 @@ def find_impure_tracks(
     near = near_another(tracks)
     owner = np.searchsorted(track_ids, crop_track)
     if adapt is not None:
-        whitening = fit_within_track_whitening(features, _stretches(tracks, near, crop_track, crop_frame), *adapt)
-        features = whitening.project(features) if whitening is not None else features
-    different = ScoreModel.fit(two_person_margins(features, owner, len(track_ids), cooccurrence(tracks, track_ids)))
+        whitening = fit_within_track_whitening(unit, _stretches(tracks, near, crop_track, crop_frame), *adapt)
+        unit = np.asarray(whitening.project(unit), dtype=np.float64) if whitening is not None else unit
+    different = ScoreModel.fit(two_person_margins(unit, owner, len(track_ids), cooccurrence(tracks, track_ids)))
     if different is None:
         return splits
     part_of, crop_part = tracks.track_id.copy(), crop_track.copy()
@@ -229,7 +229,7 @@ def find_impure_tracks(
             rows = np.flatnonzero(part_of == part_id)
             rows = rows[np.argsort(tracks.frame[rows], kind="stable")]
             crops = crop_part == part_id
-            found, reference = _places(int(part_id), tracks[rows], near[rows], features[crops], crop_frame[crops])
+            found, reference = _places(int(part_id), tracks[rows], near[rows], unit[crops], crop_frame[crops])
             if found:  # the best-supported place of each part; the others wait for the next round
                 candidates.append(max(found, key=lambda place: place.margin))
             references += reference

@@ -125,11 +125,11 @@ class MergeOutcome:
     `tracks` are the raw tracks after splitting impure ones (the raw tracks themselves when
     nothing was split); `track_ids`, `mapping` and `similarity` refer to them. `similarity` is
     appearance alone; `distance` and `cannot_link` are what the clustering was given
-    (1 - appearance, NaN for tracks whose crops are too few to compare; shared frames and
-    hand-overs faster than a walk), None
-    where the outcome was built without them. `threshold` is the distance at which chains of
-    stitched tracks were joined (-1: none could be joined with confidence), and `calibration`
-    what the video taught: the hand-over bounds, the crowding, how people score.
+    (1 - appearance, NaN for tracks whose crops are too few to compare; shared frames, the two
+    sides of a cut and hand-overs faster than a walk), None where the outcome was built without
+    them. `threshold` is the distance at which chains of stitched tracks were joined (-1: none
+    could be joined with confidence), and `calibration` what the video taught: the hand-over
+    bounds, the crowding, how people score.
     """
 
     tracks: TrackSet
@@ -344,8 +344,9 @@ def decide_merge(
     fps: float,
     frame_size: tuple[int, int] | None = None,
 ) -> MergeOutcome:
-    """Split impure tracks (optional) → stitch fragments end to start by motion, appearance
-    adding its evidence → join the chains where appearance alone is decisive → person IDs.
+    """Cut tracks the tracker swapped between two people (`split_impure`) → stitch fragments end
+    to start by motion, appearance adding its evidence → join the chains where appearance alone
+    is decisive → person IDs.
 
     Every cut-off is learnt from this video: the hand-over bounds from cuts of its own tracks,
     the crowding from its own frames, how different people score from tracks that share a frame.

@@ -27,6 +27,7 @@ import pickle
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from reid_merge.app.pipeline import decide_merge, fill_person_gaps, sample_crops
 from reid_merge.app.results import Reporter
 from reid_merge.app.run_writer import Stopwatch
 from reid_merge.core.clustering import cluster_tracks
+from reid_merge.core.impurity import MIN_CROPS_EACH_SIDE, close_pairs
 from reid_merge.core.tracks import TrackSet, cooccurrence
 from reid_merge.eval.scores import GroundTruth, box_iou, evaluate, read_ground_truth
 from reid_merge.io.tracks_io import as_written
@@ -186,6 +188,131 @@ def _cut_and_embed(
     fragments, identity = cut_into_fragments(targets, seed)
     crops, _ = sample_crops(probe_video(sequence), fragments, config, Reporter())
     return fragments, identity, crops, _embed(crops.crops, config)
+
+
+#: A cut counts as finding a synthetic swap when it is at most this many frames from it.
+SWAP_TOLERANCE_FRAMES = 5
+
+
+@dataclass(frozen=True)
+class Swap:
+    """From `frame` on, track `first` holds the person track `second` held before, and back."""
+
+    frame: int
+    first: int
+    second: int
+
+
+def swap_identities(targets: TrackSet, seed: int) -> tuple[TrackSet, list[Swap]]:
+    """Ground-truth tracks with identities exchanged where two came close, as a tracker does.
+
+    Pairs of identities that came within a box width of each other (`impurity.close_pairs`, the
+    places the cutting looks at too) are visited in random order; each pair whose identities are
+    both still unswapped is swapped with probability 1/2, after a random one of its close frames
+    where both go on afterwards. So about half the identities that meet anybody swap once, and
+    the other tracks, many of which pass close to somebody, show what a cut by mistake costs.
+    """
+    rng = np.random.default_rng(seed)
+    frame, first, second = close_pairs(targets)
+    a, b = targets.track_id[first], targets.track_id[second]
+    last = {int(t): int(targets.frame[targets.track_id == t].max()) for t in targets.track_ids}
+    pairs = sorted({(int(x), int(y)) for x, y in zip(np.minimum(a, b), np.maximum(a, b))})
+    used: set[int] = set()
+    swaps = []
+    for k in rng.permutation(len(pairs)):
+        x, y = pairs[k]
+        coin = rng.random()
+        frames = np.unique(frame[(np.minimum(a, b) == x) & (np.maximum(a, b) == y)])
+        frames = frames[frames < min(last[x], last[y])]
+        if x in used or y in used or coin >= 0.5 or len(frames) == 0:
+            continue
+        at = int(rng.choice(frames)) + 1
+        swaps.append(Swap(at, x, y))
+        used |= {x, y}
+    track_id = targets.track_id.copy()
+    for swap in swaps:
+        later = targets.frame >= swap.frame
+        track_id[later & (targets.track_id == swap.first)] = swap.second
+        track_id[later & (targets.track_id == swap.second)] = swap.first
+    return TrackSet(targets.frame.copy(), track_id, targets.xyxy.copy(), targets.score.copy()), swaps
+
+
+def swapped_features(
+    sequence: Path, seed: int, config: Config, cache: Path
+) -> tuple[TrackSet, list[Swap], object, np.ndarray]:
+    """Swapped ground truth of one sequence, its crops (cached per seed) and their features
+    (cached per seed and embedder)."""
+    path = sequence / "gt" / "gt.txt"
+    gt = read_ground_truth(path)
+    targets = gt.targets[visible(gt.targets, path)]
+    shaping = {k: config.to_dict()[k] for k in ("crops_per_track", "min_crop_height", "crop_max_covered")}
+    content = hashlib.sha256(targets.frame.tobytes() + targets.track_id.tobytes() + targets.xyxy.tobytes())
+    key = cache_key("swaps-v2", str(sequence), seed, shaping, content.hexdigest())
+
+    def sample() -> tuple[TrackSet, list[tuple[int, int, int]], object]:
+        swapped, swaps = swap_identities(targets, seed)
+        crops, _ = sample_crops(probe_video(sequence), swapped, config, Reporter())
+        return swapped, [dataclasses.astuple(swap) for swap in swaps], crops  # no class of this script pickled
+
+    swapped, swaps, crops = cached(cache / f"swaps-{sequence.name}-{key}.pkl", sample)
+    embedding = {k: config.to_dict()[k] for k in EMBEDDING}
+    features = cached(
+        cache / f"swaps-{sequence.name}-{key}-{cache_key(embedding)}.features.pkl", lambda: _embed(crops.crops, config)
+    )
+    return swapped, [Swap(*swap) for swap in swaps], crops, features
+
+
+def swap_table(sequences: list[Path], args: argparse.Namespace, base: Config) -> list[dict]:
+    """Per sequence and scheme (cutting on): share of synthetic swaps cut within
+    SWAP_TOLERANCE_FRAMES of the swap, and share of tracks without a swap cut, over seeds.
+
+    Each swap makes two impure tracks; each counts as found when a cut of it (or of a part of
+    it) lies within the tolerance of the swap. `cuttable` counts the impure tracks with at least
+    `impurity.MIN_CROPS_EACH_SIDE` crops on each side of the swap: the others cannot be judged by
+    their crops at all.
+    """
+    rows = []
+    for sequence in sequences:
+        info = probe_video(sequence)
+        for name, config in schemes(args, base):
+            config = dataclasses.replace(config, split_impure=True)
+            impure = found = cuttable = clean = cut_clean = cuts = 0
+            for seed in range(args.seeds):
+                swapped, swaps, crops, features = swapped_features(sequence, seed, config, args.cache)
+                outcome = decide_merge(swapped, crops, features, config, info.fps, (info.width, info.height))
+                root = {int(t): int(t) for t in swapped.track_ids}
+                for split in outcome.splits:
+                    root[split.new_track_id] = root[split.track_id]
+                cut_frames: dict[int, list[int]] = {}
+                for split in outcome.splits:
+                    cut_frames.setdefault(root[split.track_id], []).append(split.frame)
+                cuts += len(outcome.splits)
+                swapped_ids = set()
+                for swap in swaps:
+                    for track in (swap.first, swap.second):
+                        swapped_ids.add(track)
+                        impure += 1
+                        frames = cut_frames.get(track, [])
+                        found += any(abs(f - swap.frame) <= SWAP_TOLERANCE_FRAMES for f in frames)
+                        mine = crops.frame[crops.track_id == track]
+                        cuttable += min((mine < swap.frame).sum(), (mine >= swap.frame).sum()) >= MIN_CROPS_EACH_SIDE
+                pure = [int(t) for t in swapped.track_ids if int(t) not in swapped_ids]
+                clean += len(pure)
+                cut_clean += sum(t in cut_frames for t in pure)
+            rows.append(
+                {
+                    "sequence": sequence.name,
+                    "scheme": name,
+                    "swapped tracks": impure,
+                    "cuttable": cuttable,
+                    f"found (within {SWAP_TOLERANCE_FRAMES} frames)": found / impure if impure else float("nan"),
+                    "found of cuttable": found / cuttable if cuttable else float("nan"),
+                    "tracks without a swap": clean,
+                    "cut by mistake": cut_clean / clean if clean else float("nan"),
+                    "cuts": cuts,
+                }
+            )
+    return rows
 
 
 def best_possible_labels(raw: TrackSet, gt: TrackSet, iou_threshold: float = 0.5) -> np.ndarray:
@@ -431,8 +558,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/reid-merge-bench"))
-    parser.add_argument("--protocol", choices=("oracle", "end-to-end", "both"), default="both")
-    parser.add_argument("--seeds", type=int, default=5, help="oracle fragment seeds")
+    parser.add_argument(
+        "--protocol",
+        choices=("oracle", "end-to-end", "both", "swaps"),
+        default="both",
+        help="both: oracle and end to end; swaps: cutting ground truth whose identities were swapped",
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="oracle fragment and swap seeds")
     parser.add_argument(
         "--vary",
         action="append",
@@ -470,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     summary: list[dict] = []
     leave_one_out: list[dict] = []
     end_to_end_out: list[dict] = []
+    swaps: list[dict] = []
     for spec in specs:
         model, _, weights = spec.partition("=")
         base = dataclasses.replace(base_config(args), reid_model=model, reid_weights=weights or None)
@@ -477,11 +610,16 @@ def main(argv: list[str] | None = None) -> int:
         o = oracle_table(sequences, args, base) if args.protocol in ("oracle", "both") else []
         e = end_to_end_table(sequences, args, base) if args.protocol in ("end-to-end", "both") else []
         oracle += [{**tag, **r} for r in o]
+        swaps += [{**tag, **r} for r in swap_table(sequences, args, base)] if args.protocol == "swaps" else []
         end_to_end += [{**tag, **r} for r in e]
         summary += [{**tag, **r} for r in summary_table(o, e)]
         leave_one_out += [{**tag, **r} for r in leave_one_out_table(o)] if len(sequences) > 1 and o else []
         if e and len(schemes(args, base)) > 1 and len(sequences) > 1:
             end_to_end_out += [{**tag, **r} for r in leave_one_sequence_out(e, args.select)]
+    if swaps:
+        print(f"## Swapped ground truth ({args.seeds} seeds, summed; cutting on)\n")
+        print_table(swaps)
+        return 0
     print("## Summary\n")
     print_table(summary)
     if leave_one_out:

@@ -2,26 +2,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from reid_merge.core.impurity import apply_splits, best_split, find_impure_tracks, jump_frame
-from tests.builders import tracks_from_rows, walking_track
+from reid_merge.core.impurity import (
+    Split,
+    apply_splits,
+    close_pairs,
+    encounter_frames,
+    find_impure_tracks,
+    jump_frame,
+    near_another,
+    split_apart,
+)
+from tests.builders import crossing_scene, tracks_from_rows, walking_track
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def test_one_person_has_a_small_margin_two_people_a_large_one() -> None:
-    rng = np.random.default_rng(0)
-    person_a, person_b = rng.normal(size=64), rng.normal(size=64)
-    one = _unit(person_a + 0.3 * rng.normal(size=(12, 64)))
-    two = _unit(np.vstack([person_a + 0.3 * rng.normal(size=(7, 64)), person_b + 0.3 * rng.normal(size=(5, 64))]))
-    assert best_split(one)[1] < 0.1
-    s, margin = best_split(two)
-    assert s == 7 and margin > 0.5
-
-
-def test_too_few_crops_are_never_split() -> None:
-    assert best_split(np.eye(5))[1] == -np.inf
+def test_boxes_within_a_box_width_are_close_farther_ones_are_not() -> None:
+    rows = [(1, 1, 0.0, 0.0, 40.0, 120.0), (1, 2, 80.0, 0.0, 120.0, 120.0), (1, 3, 121.0 + 40.0, 0, 200, 120)]
+    tracks = tracks_from_rows(rows)
+    frame, first, second = close_pairs(tracks)
+    assert (frame.tolist(), first.tolist(), second.tolist()) == ([1], [0], [1])
+    assert near_another(tracks).tolist() == [True, True, False]
 
 
 def test_the_cut_goes_where_the_box_jumps() -> None:
@@ -30,17 +29,52 @@ def test_the_cut_goes_where_the_box_jumps() -> None:
     assert jump_frame(track, after=15, before=30) == 21
 
 
-def test_find_and_apply_splits_relabel_detections_and_crops() -> None:
-    rows = walking_track(1, range(1, 21)) + [(f, 1, 400.0, 100.0, 440.0, 220.0) for f in range(21, 41)]
-    rows += walking_track(2, range(1, 41), x0=200.0)
-    tracks = tracks_from_rows(rows)
-    crop_frame = np.array([2, 6, 10, 14, 25, 30, 35, 39, 2, 10, 20, 30, 39, 35])
-    crop_track = np.array([1] * 8 + [2] * 6)
-    features = np.array([[1.0, 0.0]] * 4 + [[0.0, 1.0]] * 4 + [[0.7, 0.7]] * 6)
-    splits = find_impure_tracks(tracks, features, crop_track, crop_frame, margin=0.5)
-    assert [(s.track_id, s.new_track_id, s.frame) for s in splits] == [(1, 3, 21)]
+def test_an_encounter_is_a_candidate_at_the_swap() -> None:
+    tracks, *_ = crossing_scene(swap=True)
+    near = near_another(tracks)
+    one = tracks.track_id == 1
+    assert encounter_frames(tracks[one], near[one]).tolist() == [31]
+    alone = tracks.track_id == 5
+    assert encounter_frames(tracks[alone], near[alone]).tolist() == []
+
+
+def test_a_swapped_track_is_cut_at_the_swap_and_tracks_that_only_met_are_not() -> None:
+    for seed in range(3):
+        tracks, features, crop_track, crop_frame = crossing_scene(swap=True, seed=seed)
+        splits = find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=0.005)
+        assert sorted((s.track_id, s.frame) for s in splits) == [(1, 31), (2, 31)]
+        assert all(s.margin > 0 for s in splits)
+
+
+def test_the_whitening_is_fitted_on_stretches_so_the_swap_still_shows() -> None:
+    tracks, features, crop_track, crop_frame = crossing_scene(swap=True)
+    splits = find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=0.005, adapt=(8, 0.1))
+    assert sorted((s.track_id, s.frame) for s in splits) == [(1, 31), (2, 31)]
+
+
+def test_nothing_is_cut_without_a_swap() -> None:
+    for seed in range(3):
+        tracks, features, crop_track, crop_frame = crossing_scene(swap=False, seed=seed)
+        assert find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=0.005) == []
+        assert find_impure_tracks(tracks, features, crop_track, crop_frame, 0.005, adapt=(8, 0.1)) == []
+
+
+def test_without_tracks_that_share_a_frame_nothing_is_cut() -> None:
+    tracks, features, crop_track, crop_frame = crossing_scene(swap=True)
+    # One track only: no pair of different people to learn from.
+    one = tracks.track_id == 1
+    crops = crop_track == 1
+    assert find_impure_tracks(tracks[one], features[crops], crop_track[crops], crop_frame[crops], 0.005) == []
+
+
+def test_apply_splits_relabels_detections_and_crops_in_order() -> None:
+    tracks = tracks_from_rows(walking_track(1, range(1, 31)) + walking_track(2, range(1, 31), x0=500.0))
+    crop_frame = np.array([5, 15, 25, 5, 25])
+    crop_track = np.array([1, 1, 1, 2, 2])
+    splits = [Split(1, 3, 11, 1.0), Split(3, 4, 21, 1.0)]  # the second cuts the part the first made
     split_tracks, split_crops = apply_splits(tracks, crop_track, crop_frame, splits)
-    assert set(
-        split_tracks.track_id[split_tracks.frame >= 21][split_tracks.xyxy[split_tracks.frame >= 21, 0] == 400]
-    ) == {3}
-    assert split_crops.tolist() == [1, 1, 1, 1, 3, 3, 3, 3] + [2] * 6
+    first = split_tracks.track_id[tracks.track_id == 1]
+    assert first.tolist() == [1] * 10 + [3] * 10 + [4] * 10
+    assert split_crops.tolist() == [1, 3, 4, 2, 2]
+    apart = split_apart(splits, split_tracks.track_ids)
+    assert np.argwhere(np.triu(apart)).tolist() == [[0, 2], [2, 3]]  # ids 1|3 and 3|4

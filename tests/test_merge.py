@@ -12,6 +12,7 @@ from reid_merge.app.config import Config
 from reid_merge.app.pipeline import decide_merge, fill_person_gaps
 from reid_merge.core.crops import CropSet
 from reid_merge.core.tracks import TrackSet, cooccurrence
+from tests.builders import crossing_scene
 
 
 def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.ndarray]:
@@ -129,3 +130,16 @@ def test_a_track_with_one_crop_is_not_joined_by_appearance() -> None:
     joined = decide_merge(tracks, crops, features, dataclasses.replace(config, min_crops_to_merge=1), fps=25.0)
     assert joined.mapping == {1: 1, 2: 1, 3: 1}
     assert (joined.tracks_too_few_crops, joined.tracks_without_crops) == (0, 1)
+
+
+def test_a_swapped_track_is_cut_and_the_halves_of_each_person_joined_again() -> None:
+    tracks, features, crop_track, crop_frame = crossing_scene(swap=True)
+    crops = CropSet([np.zeros((4, 2, 3), np.uint8)] * len(crop_track), crop_track, crop_frame, np.ones(len(crop_track)))
+    config = dataclasses.replace(Config(), split_impure=True)
+    outcome = decide_merge(tracks, crops, features, config, fps=25.0)
+    assert sorted((s.track_id, s.new_track_id, s.frame) for s in outcome.splits) == [(1, 9, 31), (2, 10, 31)]
+    person = outcome.mapping
+    assert person[1] != person[9] and person[2] != person[10]  # the two sides of a cut: two people
+    assert person[1] == person[10] and person[2] == person[9]  # who walked on is found again
+    off = decide_merge(tracks, crops, features, dataclasses.replace(config, split_impure=False), fps=25.0)
+    assert off.splits == [] and len(off.track_ids) == 8

@@ -420,8 +420,17 @@ def test_relative_video_in_a_plan_is_beside_the_run(
         ("tracks", lambda d: d.update(notes="one note"), "expected 'notes' to be a JSON list"),
         ("tracks", lambda d: d.update(evaluation="high"), "expected 'evaluation' to be a JSON dict"),
         ("tracks", lambda d: d["summary"].update(frames=1.5), "summary.frames: expected an integer"),
+        ("tracks", lambda d: d.update(splits=[{"track_id": 1, "frame": 9}]), "expected 'splits' to be a list of"),
     ],
-    ids=["merge-not-a-list", "timings-not-numbers", "threshold-not-a-number", "notes", "evaluation", "frames"],
+    ids=[
+        "merge-not-a-list",
+        "timings-not-numbers",
+        "threshold-not-a-number",
+        "notes",
+        "evaluation",
+        "frames",
+        "splits",
+    ],
 )
 def test_malformed_optional_fields_are_input_errors(run_dir: Path, where: str, edit, message: str) -> None:
     name = MERGE_PLAN if where == "plan" else "tracks.json"

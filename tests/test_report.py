@@ -100,6 +100,26 @@ def test_nobody_detected_still_gives_a_page_with_every_section() -> None:
     assert page.count('class="person"') == 0 and "0 raw tracks merged into 0 persons" in page
 
 
+def test_each_cut_shows_the_crops_on_both_sides_and_how_to_undo_it() -> None:
+    data = synthetic_report([1, 2, 1])
+    page = render_report(ReportData(**{**data.__dict__, "cuts": [(3, 9, 21)]}))
+    cut = re.search(r'<div class="cut" data-track="3" data-frame="21">(.*?)</div></div>', page, flags=re.S)
+    assert cut is not None
+    assert "--merge 3,9" in cut.group(1)
+    shown = re.findall(r'title="t(\d+), frame (\d+)"', cut.group(1))
+    assert shown == [
+        ("3", "1"),
+        ("3", "11"),
+        ("3", "21"),
+        ("3", "31"),
+        ("9", "21"),
+        ("9", "31"),
+        ("9", "41"),
+        ("9", "51"),
+    ]
+    assert "cuts" not in sections(render_report(data))  # no cut, no section
+
+
 def test_inconsistent_report_data_is_refused() -> None:
     data = synthetic_report([1, 2])
     with pytest.raises(ValueError, match="person_ids: expected length 2"):

@@ -215,12 +215,11 @@ class Config:
         0.5, "merge", "Mean detection score below which a short track is left alone.", valid=within("[0, 1]")
     )
     min_crops_to_merge: int = setting(2, "merge", "A track with fewer usable crops is left alone.", valid=at_least(1))
-    split_impure: bool = setting(False, "merge", "Split tracks whose crops show two people.")
-    split_margin: float = setting(
-        0.4,
+    split_impure: bool = setting(
+        True,
         "merge",
-        "Split a track where its two groups of crops are this much more alike inside than across.",
-        valid=within("(0, 2]"),
+        "Cut tracks the tracker moved from one person to another, where two people met "
+        "and the crops before and after differ beyond what one person shows in this video.",
     )
     adapt: bool = setting(True, "merge", "Whiten the features within this video's tracks before comparing them.")
     adapt_dims: int = setting(16, "merge", "Dimensions the whitening keeps.", valid=at_least(1))

@@ -40,7 +40,7 @@ from reid_merge.core.calibration import (
 )
 from reid_merge.core.clustering import MAX_DISTANCE, any_between, cluster_tracks
 from reid_merge.core.crops import CropSampler, CropSet
-from reid_merge.core.impurity import Split, apply_splits, find_impure_tracks
+from reid_merge.core.impurity import Split, apply_splits, find_impure_tracks, split_apart
 from reid_merge.core.interpolation import fill_gaps
 from reid_merge.core.motion import handover, reachable, track_ends
 from reid_merge.core.similarity import track_similarity
@@ -84,11 +84,11 @@ class MergeOutcome:
     `tracks` are the raw tracks after splitting impure ones (the raw tracks themselves when
     nothing was split); `track_ids`, `mapping` and `similarity` refer to them. `similarity` is
     appearance alone; `distance` and `cannot_link` are what the clustering was given
-    (1 - appearance, NaN for tracks whose crops are too few to compare; shared frames and
-    hand-overs faster than a walk), None
-    where the outcome was built without them. `threshold` is the distance at which chains of
-    stitched tracks were joined (-1: none could be joined with confidence), and `calibration`
-    what the video taught: the hand-over bounds, the crowding, how people score.
+    (1 - appearance, NaN for tracks whose crops are too few to compare; shared frames, the two
+    sides of a cut and hand-overs faster than a walk), None where the outcome was built without
+    them. `threshold` is the distance at which chains of stitched tracks were joined (-1: none
+    could be joined with confidence), and `calibration` what the video taught: the hand-over
+    bounds, the crowding, how people score.
     """
 
     tracks: TrackSet
@@ -299,13 +299,20 @@ def decide_merge(
     fps: float,
     frame_size: tuple[int, int] | None = None,
 ) -> MergeOutcome:
-    """Split impure tracks (optional) → stitch fragments end to start by motion, appearance
-    adding its evidence → join the chains where appearance alone is decisive → person IDs.
+    """Cut tracks the tracker swapped between two people (`split_impure`) → stitch fragments end
+    to start by motion, appearance adding its evidence → join the chains where appearance alone
+    is decisive → person IDs.
 
     Every cut-off is learnt from this video: the hand-over bounds from cuts of its own tracks,
     the crowding from its own frames, how different people score from tracks that share a frame.
     """
-    owner = np.searchsorted(raw.track_ids, crops.track_id)
+    tracks, crop_track, splits = raw, crops.track_id, []
+    if config.split_impure:
+        adapt = (config.adapt_dims, config.adapt_regularization) if config.adapt else None
+        splits = find_impure_tracks(raw, features, crops.track_id, crops.frame, config.false_merge_rate, adapt)
+        tracks, crop_track = apply_splits(raw, crops.track_id, crops.frame, splits)
+    track_ids = tracks.track_ids
+    owner = np.searchsorted(track_ids, crop_track)
     whitening = (
         fit_within_track_whitening(features, owner, config.adapt_dims, config.adapt_regularization)
         if config.adapt
@@ -313,14 +320,9 @@ def decide_merge(
     )
     if whitening is not None:
         features = whitening.project(features)
-    tracks, crop_track, splits = raw, crops.track_id, []
-    if config.split_impure:
-        splits = find_impure_tracks(raw, features, crops.track_id, crops.frame, config.split_margin)
-        tracks, crop_track = apply_splits(raw, crops.track_id, crops.frame, splits)
-    track_ids = tracks.track_ids
-    owner = np.searchsorted(track_ids, crop_track)
     similarity = track_similarity(features, owner, len(track_ids), config.aggregation)  # type: ignore[arg-type]
     shared_frame = cooccurrence(tracks, track_ids)
+    apart = split_apart(splits, track_ids)  # the two sides of a cut: two people
     # Tracks that stay alone rather than being glued onto a person: a short track of low
     # confidence (most likely a detector false positive); and, for appearance, a track with too
     # few usable crops (one crop is one view: same-vs-different ROC-AUC 0.84 on oracle
@@ -335,7 +337,7 @@ def decide_merge(
     model = handover_model(tracks, fps, config.stitch_max_gap_seconds)
     clutter = clutter_density(tracks, track_ids)
     different = different_person_model(appearance, shared_frame)
-    allowed = ~shared_frame & ~doubtful[:, None] & ~doubtful[None, :]
+    allowed = ~shared_frame & ~apart & ~doubtful[:, None] & ~doubtful[None, :]
     if frame_size is not None:  # who walks out of the picture was not lost by the tracker
         leaves, enters = crosses_the_edge(tracks, ends, track_ids, frame_size)
         allowed &= ~leaves[:, None] & ~enters[None, :]
@@ -361,8 +363,8 @@ def decide_merge(
         config.aggregation,  # type: ignore[arg-type]
     )
     chain_shared_frame = any_between(shared_frame, chain, num_chains)
-    cannot_link = chain_shared_frame.copy()
-    never = shared_frame.copy()  # track pairs that can never be one person by appearance
+    cannot_link = chain_shared_frame | any_between(apart, chain, num_chains)
+    never = shared_frame | apart  # track pairs that can never be one person by appearance
     if config.motion_gate:
         never |= ~reachable(error, gap, config.motion_slack_heights, config.motion_heights_per_second)
         np.fill_diagonal(never, False)

@@ -65,6 +65,8 @@ class ReportData:
         notes: what the run told the user.
         corrections: manual corrections applied, one line each.
         apply_hint: the command that corrects this run, shown to the reader.
+        cuts: ``(track_id, new_track_id, frame)`` of each impure track cut: from `frame` on,
+            `track_id` became `new_track_id` (both in `track_ids`).
     """
 
     title: str
@@ -84,6 +86,7 @@ class ReportData:
     notes: Sequence[str] = ()
     corrections: Sequence[str] = ()
     apply_hint: str = "reid-merge apply RUN_DIR --merge A,B --split C"
+    cuts: Sequence[tuple[int, int, int]] = ()
 
     def __post_init__(self) -> None:
         n = len(self.track_ids)
@@ -186,6 +189,7 @@ def render_report(data: ReportData) -> str:
         f"({_pairs(len(same))} and {_pairs(len(different))}). The clustering merges whole groups while their "
         f"<em>average</em> similarity stays above the line, so single pairs may sit on either side.</p>"
         f'<img class="chart" id="histogram" alt="similarity histogram" src="{charts["histogram"]}"></section>',
+        _cuts_section(data),
         '<section id="persons"><h2>Persons</h2>'
         "<p>The crops compared for each raw track, grouped by person. A person whose rows show two "
         "different people is a wrong merge: split the odd track out with <code>--split</code>.</p>",
@@ -281,6 +285,43 @@ def _person_gallery(data: ReportData, person: int) -> str:
         out.append(
             f'<div class="track{warn}" data-track="{int(data.track_ids[i])}"><div class="head">'
             f'{" · ".join(head)}</div><div class="crops">{images}</div></div>'
+        )
+    out.append("</section>")
+    return "\n".join(out)
+
+
+#: Crops shown on each side of a cut.
+CUT_CROPS_EACH_SIDE = 4
+
+
+def _cuts_section(data: ReportData) -> str:
+    """Each impure track cut, with its last crops before and first crops after the cut, and the
+    command that undoes it."""
+    if not data.cuts:
+        return ""
+    command = data.apply_hint.split(" --merge")[0]
+    out = [
+        '<section id="cuts"><h2>Tracks cut in two</h2>'
+        "<p>The tracker moved these track IDs from one person to another where two people met: "
+        "the crops before and after differed more than one person's do in this video. If both "
+        "sides show one person, undo the cut with the command given.</p>"
+    ]
+    for track_id, new_track_id, frame in data.cuts:
+        i, j = np.searchsorted(data.track_ids, [track_id, new_track_id])
+        sides = [data.thumbnails[i][-CUT_CROPS_EACH_SIDE:], data.thumbnails[j][:CUT_CROPS_EACH_SIDE]]
+        images = [
+            "".join(
+                f'<img src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode("ascii")}" '
+                f'title="t{t}, frame {f}" alt="t{t} frame {f}">'
+                for f, jpeg in side
+            )
+            for t, side in zip((track_id, new_track_id), sides)
+        ]
+        out.append(
+            f'<div class="cut" data-track="{track_id}" data-frame="{frame}"><div class="head"><b>t{track_id}</b> '
+            f"until frame {frame - 1} | <b>t{new_track_id}</b> from frame {frame} · undo: "
+            f"<code>{html.escape(command)} --merge {track_id},{new_track_id}</code></div>"
+            f'<div class="crops">{images[0]}<span class="dim"> | </span>{images[1]}</div></div>'
         )
     out.append("</section>")
     return "\n".join(out)

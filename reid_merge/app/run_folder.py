@@ -164,6 +164,12 @@ def _check_run_document(document: Mapping[str, Any], path: Path) -> None:
         raise InputError(f"{path}: summary.frames: expected an integer >= 0, got {excerpt(frames)}")
     if not all(isinstance(note, str) for note in document.get("notes", [])):
         raise InputError(f"{path}: expected 'notes' to be a list of strings")
+    cut_keys = ("track_id", "new_track_id", "frame")
+    if not all(
+        isinstance(cut, dict) and all(is_json_integer(cut.get(k)) for k in cut_keys)
+        for cut in document.get("splits", [])
+    ):
+        raise InputError(f"{path}: expected 'splits' to be a list of objects with integer {', '.join(cut_keys)}")
     evaluation = document.get("evaluation", {})
     if not all(isinstance(scores, dict) for scores in evaluation.values()):
         raise InputError(f"{path}: expected 'evaluation' to map raw/merged to objects of scores")

@@ -204,6 +204,11 @@ def report_data(
         notes=list(document.notes),
         corrections=[_describe_correction(c) for c in corrections],
         apply_hint=f"reid-merge apply {shlex.quote(str(run_dir))} --merge A,B --split C",
+        cuts=[
+            (cut["track_id"], cut["new_track_id"], cut["frame"])
+            for cut in document.splits
+            if {cut["track_id"], cut["new_track_id"]} <= set(per_track_crops)
+        ],
     )
 
 

@@ -1,9 +1,18 @@
-"""Split impure tracks: one track ID that the tracker moved from one person to another.
+"""Cut impure tracks: one track ID that the tracker moved from one person to another.
 
 A merge can only join tracks, so a track that holds two people drags one of them into the
-wrong person. Its crops show it: they fall into an early and a late group that look alike
-inside and unlike each other. The split point is first found between two crops, then refined
-to the frame inside that interval where the box jumps most (a swap moves the box).
+wrong person. A tracker hands an ID to somebody else only where two people come close, so
+the candidates are the stretches where the track passed within a box width of another track
+(an encounter); inside one, the cut goes where the box jumps most (a swap moves the box).
+Whether to cut is appearance's call, judged against what this video shows. At a candidate the
+crops before and after are compared: how much less alike the two sides are to each other than
+each is to itself (the split margin). The same margin at every place of every track where it
+met nobody (one person on both sides) shows what one person scores; the margin between tracks
+that share a frame shows what two people score. A cut is made only where, over all the video's
+candidates at once, the estimated share of cuts through one person stays at most the target
+rate (the merge's false-discovery rule, mirrored) and the margin is likelier for two people
+than for one. The two sides are then never joined again; otherwise they go through the merge
+like any other fragment.
 """
 
 from __future__ import annotations
@@ -13,14 +22,28 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.core.tracks import TrackSet
+from reid_merge.core.adaptation import fit_within_track_whitening
+from reid_merge.core.calibration import ScoreModel
+from reid_merge.core.similarity import track_similarity
+from reid_merge.core.tracks import TrackSet, cooccurrence
 
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+#: Fewer crops than this on either side of a place and the two sides are not compared: one
+#: or two views of a person say too little about who it is.
 MIN_CROPS_EACH_SIDE = 3
+#: Most cuts one track may get: after each round of cuts the parts are examined again.
+MAX_ROUNDS = 4
 
 
 @dataclass(frozen=True)
 class Split:
-    """Track `track_id` becomes `new_track_id` from frame `frame` on."""
+    """Track `track_id` becomes `new_track_id` from frame `frame` on.
+
+    `margin` is how far the two sides' split margin (`split_margin`) lies above what one person
+    shows in this video, in spreads of that (larger: surer).
+    """
 
     track_id: int
     new_track_id: int
@@ -28,35 +51,45 @@ class Split:
     margin: float
 
 
-def best_split(features: npt.NDArray[np.floating]) -> tuple[int, float]:
-    """Where a time-ordered run of unit features divides best into two groups, and by how much.
+def close_pairs(tracks: TrackSet) -> tuple[IntArray, IntArray, IntArray]:
+    """Pairs of boxes of one frame that overlap or lie within a box width of each other.
 
-    The margin is the mean similarity inside the two groups minus the mean similarity across
-    them; a track of one person has a margin near zero.
-
-    Args:
-        features: `(k, D)` L2-normalised crop features in time order.
+    The gap between two boxes is the larger of their horizontal and vertical gaps (0 when
+    they overlap); a box width is the narrower box's.
 
     Returns:
-        `(s, margin)`: the split lies between crop `s - 1` and crop `s`; margin -inf when `k`
-        is too small to split.
+        `(frame, first, second)`: `(p,)` each, `first < second` row indices into `tracks`.
 
-    >>> f = np.array([[1.0, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 1]])
-    >>> best_split(f)
-    (3, 1.0)
+    >>> t = TrackSet.from_arrays([1, 1, 1], [1, 2, 3], [[0, 0, 10, 30], [15, 0, 25, 30], [60, 0, 70, 30]], [1, 1, 1])
+    >>> [a.tolist() for a in close_pairs(t)]
+    [[1], [0], [1]]
     """
-    k = len(features)
-    if k < 2 * MIN_CROPS_EACH_SIDE:
-        return 0, -np.inf
-    sim = features @ features.T
-    best_s, best_margin = 0, -np.inf
-    for s in range(MIN_CROPS_EACH_SIDE, k - MIN_CROPS_EACH_SIDE + 1):
-        early, late = sim[:s, :s], sim[s:, s:]
-        inside = (early.sum() - s + late.sum() - (k - s)) / (s * (s - 1) + (k - s) * (k - s - 1))
-        across = sim[:s, s:].mean()
-        if inside - across > best_margin:
-            best_s, best_margin = s, float(inside - across)
-    return best_s, best_margin
+    order = np.argsort(tracks.frame, kind="stable")
+    frames = tracks.frame[order]
+    bounds = np.flatnonzero(np.diff(frames)) + 1
+    found: list[tuple[IntArray, IntArray, IntArray]] = []
+    for rows in np.split(order, bounds):
+        if len(rows) < 2:
+            continue
+        box = tracks.xyxy[rows]
+        gap_x = np.maximum(box[:, None, 0], box[None, :, 0]) - np.minimum(box[:, None, 2], box[None, :, 2])
+        gap_y = np.maximum(box[:, None, 1], box[None, :, 1]) - np.minimum(box[:, None, 3], box[None, :, 3])
+        width = box[:, 2] - box[:, 0]
+        close = np.maximum(gap_x, gap_y) <= np.minimum(width[:, None], width[None, :])
+        i, j = np.nonzero(np.triu(close, k=1))
+        found.append((tracks.frame[rows[i]], rows[i], rows[j]))
+    if not found:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    return tuple(np.concatenate(parts).astype(np.int64) for parts in zip(*found))  # type: ignore[return-value]
+
+
+def near_another(tracks: TrackSet) -> npt.NDArray[np.bool_]:
+    """`(n,)` True for the boxes within a box width of another track's box in the same frame."""
+    _, first, second = close_pairs(tracks)
+    near = np.zeros(len(tracks), dtype=bool)
+    near[first] = near[second] = True
+    return near
 
 
 def jump_frame(track: TrackSet, after: int, before: int) -> int:
@@ -67,6 +100,7 @@ def jump_frame(track: TrackSet, after: int, before: int) -> int:
     """
     t = track.sorted()
     inside = np.flatnonzero((t.frame > after) & (t.frame <= before))
+    inside = inside[inside > 0]
     if len(inside) == 0:
         return before
     centre = (t.xyxy[:, :2] + t.xyxy[:, 2:]) / 2.0
@@ -77,43 +111,187 @@ def jump_frame(track: TrackSet, after: int, before: int) -> int:
     return int(t.frame[inside[int(np.argmax(jump))]])
 
 
+def encounter_frames(track: TrackSet, near: npt.NDArray[np.bool_]) -> IntArray:
+    """Where a swap could have happened in one track: in each run of boxes near another
+    person, the frame where the box jumps most.
+
+    Args:
+        track: the detections of one track, sorted by frame.
+        near: `(n,)` its boxes that were near another track's.
+    """
+    edges = np.diff(np.concatenate([[0], near.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # run = [start, end)
+    frames = track.frame
+    cuts = [
+        jump_frame(track, int(frames[max(int(start) - 1, 0)]), int(frames[min(int(end), len(frames) - 1)]))
+        for start, end in zip(starts, ends)
+    ]
+    return np.unique(np.array(cuts, dtype=np.int64))
+
+
+def within_similarity(features: FloatArray) -> float:
+    """Mean similarity of distinct crops of one group; NaN for fewer than two."""
+    k = len(features)
+    return float(((features @ features.T).sum() - np.trace(features @ features.T)) / (k * (k - 1))) if k > 1 else np.nan
+
+
+def split_margin(features: FloatArray, crop_frame: IntArray, cut: int) -> float:
+    """How much less alike the crops before frame `cut` are to those from it on than each side is
+    to itself: mean within-side similarity minus mean across similarity. Measured against each
+    track's own consistency, so a person who looks alike from every side and one who does not
+    score on one scale. NaN when either side has fewer than MIN_CROPS_EACH_SIDE crops.
+
+    >>> f = np.array([[1.0, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 1]])
+    >>> split_margin(f, np.arange(6), 3), split_margin(f, np.arange(6), 2)
+    (1.0, nan)
+    """
+    before, after = crop_frame < cut, crop_frame >= cut
+    if before.sum() < MIN_CROPS_EACH_SIDE or after.sum() < MIN_CROPS_EACH_SIDE:
+        return float("nan")
+    within = (within_similarity(features[before]) + within_similarity(features[after])) / 2.0
+    return within - float(np.mean(features[before] @ features[after].T))
+
+
+def two_person_margins(
+    features: FloatArray, owner: IntArray, num_tracks: int, shared_frame: npt.NDArray[np.bool_]
+) -> FloatArray:
+    """The margin a split would show if its two sides were two people: for tracks that share a
+    frame, the mean of their within-track similarities minus their mean similarity to each other."""
+    within = np.array([within_similarity(features[owner == i]) for i in range(num_tracks)])
+    across = track_similarity(features, owner, num_tracks, "mean")
+    margins = (within[:, None] + within[None, :]) / 2.0 - across
+    return margins[np.triu(shared_frame, k=1)]
+
+
+@dataclass(frozen=True)
+class _Place:
+    """One place of one part of a track where its crops are divided in two."""
+
+    track_id: int
+    frame: int
+    margin: float
+
+
+def _places(
+    part_id: int, part: TrackSet, near: npt.NDArray[np.bool_], features: FloatArray, crop_frame: IntArray
+) -> tuple[list[_Place], list[float]]:
+    """The candidate places of one part of a track, and the margins at every place between two
+    of its crops (one person on both sides, unless the part is impure)."""
+    candidates = [
+        _Place(part_id, int(cut), split_margin(features, crop_frame, int(cut))) for cut in encounter_frames(part, near)
+    ]
+    references = [split_margin(features, crop_frame, int(cut)) for cut in np.unique(crop_frame)[1:]]
+    return [c for c in candidates if np.isfinite(c.margin)], [r for r in references if np.isfinite(r)]
+
+
 def find_impure_tracks(
     tracks: TrackSet,
     features: npt.NDArray[np.floating],
-    crop_track: npt.NDArray[np.int64],
-    crop_frame: npt.NDArray[np.int64],
-    margin: float,
+    crop_track: IntArray,
+    crop_frame: IntArray,
+    false_rate: float,
+    adapt: tuple[int, float] | None = None,
 ) -> list[Split]:
-    """Tracks whose crops split into two groups by more than `margin`, and where to cut them.
+    """Where tracks hold two people, cut where it is confident (see the module docstring).
 
     Args:
         tracks: the raw detections.
         features: `(M, D)` L2-normalised crop features.
         crop_track: `(M,)` track of each crop.
         crop_frame: `(M,)` frame of each crop.
-        margin: smallest inside-minus-across similarity that counts as two people.
+        false_rate: the target share of cuts through one person.
+        adapt: `(dims, regularization)` of the per-video whitening (`adaptation`), fitted here on
+            the stretches of tracks between encounters: a whitening fitted on whole tracks learns
+            the difference between the two people of an impure track as nuisance, and hides it.
+
+    Returns:
+        The cuts in the order made; a later cut may cut a part an earlier one made.
     """
-    splits = []
-    next_id = int(tracks.track_id.max()) + 1 if len(tracks) else 1
-    for track_id in np.unique(crop_track):
-        rows = np.flatnonzero(crop_track == track_id)
-        rows = rows[np.argsort(crop_frame[rows], kind="stable")]
-        s, found = best_split(np.asarray(features)[rows])
-        if found <= margin:
-            continue
-        frame = jump_frame(tracks[tracks.track_id == track_id], int(crop_frame[rows[s - 1]]), int(crop_frame[rows[s]]))
-        splits.append(Split(int(track_id), next_id, frame, found))
-        next_id += 1
+    unit: FloatArray = np.asarray(features, dtype=np.float64)
+    splits: list[Split] = []
+    if len(tracks) == 0:
+        return splits
+    track_ids = tracks.track_ids
+    near = near_another(tracks)
+    owner = np.searchsorted(track_ids, crop_track)
+    if adapt is not None:
+        whitening = fit_within_track_whitening(unit, _stretches(tracks, near, crop_track, crop_frame), *adapt)
+        unit = np.asarray(whitening.project(unit), dtype=np.float64) if whitening is not None else unit
+    different = ScoreModel.fit(two_person_margins(unit, owner, len(track_ids), cooccurrence(tracks, track_ids)))
+    if different is None:
+        return splits
+    part_of, crop_part = tracks.track_id.copy(), crop_track.copy()
+    next_id = int(track_ids.max()) + 1
+    for _ in range(MAX_ROUNDS):
+        candidates: list[_Place] = []
+        references: list[float] = []
+        for part_id in np.unique(part_of):
+            rows = np.flatnonzero(part_of == part_id)
+            rows = rows[np.argsort(tracks.frame[rows], kind="stable")]
+            crops = crop_part == part_id
+            found, reference = _places(int(part_id), tracks[rows], near[rows], unit[crops], crop_frame[crops])
+            if found:  # the best-supported place of each part; the others wait for the next round
+                candidates.append(max(found, key=lambda place: place.margin))
+            references += reference
+        same = ScoreModel.fit(np.array(references))
+        if same is not None:  # references of few tracks claim more certainty than they have
+            same = ScoreModel(same.centre, max(same.spread, different.spread / 2), same.pairs)
+        if same is None or not candidates or same.centre >= different.centre:
+            break
+        cuts = _confident(candidates, same, different, false_rate)
+        if not cuts:
+            break
+        for place in cuts:
+            splits.append(Split(place.track_id, next_id, place.frame, (place.margin - same.centre) / same.spread))
+            part_of[(part_of == place.track_id) & (tracks.frame >= place.frame)] = next_id
+            crop_part[(crop_part == place.track_id) & (crop_frame >= place.frame)] = next_id
+            next_id += 1
     return splits
 
 
+def _stretches(tracks: TrackSet, near: npt.NDArray[np.bool_], crop_track: IntArray, crop_frame: IntArray) -> IntArray:
+    """`(M,)` the stretch of its track each crop lies in, the stretches numbered from 0: a track
+    is cut into stretches at its candidate places, and a stretch holds one person."""
+    stretch = np.zeros(len(crop_track), dtype=np.int64)
+    for track_id in np.unique(crop_track):
+        rows = np.flatnonzero(tracks.track_id == track_id)
+        rows = rows[np.argsort(tracks.frame[rows], kind="stable")]
+        crops = crop_track == track_id
+        stretch[crops] = np.searchsorted(encounter_frames(tracks[rows], near[rows]), crop_frame[crops], side="right")
+    return np.unique(np.stack([crop_track, stretch], axis=1), axis=0, return_inverse=True)[1].ravel()
+
+
+def _confident(candidates: list[_Place], same: ScoreModel, different: ScoreModel, false_rate: float) -> list[_Place]:
+    """The candidates cut at `false_rate` (Benjamini-Hochberg on how often one person shows as
+    large a margin) whose margin is also likelier for two people than for one."""
+    values = np.array([c.margin for c in candidates])
+    p_same = same.survival(values)
+    order = np.argsort(p_same, kind="stable")
+    share = len(values) * p_same[order] / np.arange(1, len(values) + 1)
+    passed = np.flatnonzero(share <= false_rate)
+    chosen = order[: passed[-1] + 1] if len(passed) else order[:0]
+    likelier_two = (values >= different.centre) | (different.log_density(values) > same.log_density(values))
+    return [candidates[i] for i in chosen if likelier_two[i]]
+
+
+def split_apart(splits: list[Split], track_ids: IntArray) -> npt.NDArray[np.bool_]:
+    """`(N, N)` True between the two sides of each cut: appearance said two people, so neither
+    motion nor the clustering may join them again."""
+    apart = np.zeros((len(track_ids), len(track_ids)), dtype=bool)
+    for split in splits:
+        i, j = np.searchsorted(track_ids, [split.track_id, split.new_track_id])
+        apart[i, j] = apart[j, i] = True
+    return apart
+
+
 def apply_splits(
-    tracks: TrackSet, crop_track: npt.NDArray[np.int64], crop_frame: npt.NDArray[np.int64], splits: list[Split]
-) -> tuple[TrackSet, npt.NDArray[np.int64]]:
-    """Relabel the later part of each split track, in the detections and in the crops."""
+    tracks: TrackSet, crop_track: IntArray, crop_frame: IntArray, splits: list[Split]
+) -> tuple[TrackSet, IntArray]:
+    """Relabel the later part of each split track, in the detections and in the crops (in order:
+    a later split may cut a part an earlier one made)."""
     track_id = tracks.track_id.copy()
     new_crop_track = crop_track.copy()
     for split in splits:
-        track_id[(tracks.track_id == split.track_id) & (tracks.frame >= split.frame)] = split.new_track_id
-        new_crop_track[(crop_track == split.track_id) & (crop_frame >= split.frame)] = split.new_track_id
+        track_id[(track_id == split.track_id) & (tracks.frame >= split.frame)] = split.new_track_id
+        new_crop_track[(new_crop_track == split.track_id) & (crop_frame >= split.frame)] = split.new_track_id
     return TrackSet(tracks.frame.copy(), track_id, tracks.xyxy.copy(), tracks.score.copy()), new_crop_track

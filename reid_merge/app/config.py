@@ -216,7 +216,7 @@ class Config:
     )
     min_crops_to_merge: int = setting(2, "merge", "A track with fewer usable crops is left alone.", valid=at_least(1))
     split_impure: bool = setting(
-        True,
+        False,
         "merge",
         "Cut tracks the tracker moved from one person to another, where two people met "
         "and the crops before and after differ beyond what one person shows in this video.",

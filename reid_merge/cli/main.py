@@ -11,7 +11,6 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
@@ -22,7 +21,7 @@ from reid_merge.app.plan import parse_merge
 from reid_merge.app.results import Reporter, RunResult
 from reid_merge.app.run_folder import REPORT_HTML
 from reid_merge.cli.models import models_app
-from reid_merge.cli.settings import settings_from, settings_options
+from reid_merge.cli.settings import GivenSettings, settings_options
 from reid_merge.cli.terminal import RichReporter, console, progress_bars, user_errors
 from reid_merge.io.tracks_io import read_tracks
 
@@ -57,7 +56,6 @@ def _print_summary(result: RunResult) -> None:
         console.print(f"what was joined and why: {result.outputs[REPORT_HTML]}", soft_wrap=True)
 
 
-ConfigOpt = typer.Option(None, "--config", help="YAML file of settings (see configs/default.yaml).")
 OutputOpt = typer.Option(None, "-o", "--output", help="Output folder \\[default: runs/<video name>].")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")
 GtOpt = typer.Option(None, "--gt", help="Ground truth (MOTChallenge gt.txt): score raw and merged tracks.")
@@ -72,18 +70,16 @@ def _default_out(video: Path) -> Path:
 def run(
     video: Path = typer.Argument(..., help="Video file (mp4/avi/mov/mkv) or MOTChallenge sequence folder."),
     output: Path | None = OutputOpt,
-    config: Path | None = ConfigOpt,
     gt: Path | None = GtOpt,
     debug: bool = DebugOpt,
     *,
-    overrides: dict[str, Any],
+    settings: GivenSettings,
 ) -> None:
     """Detect and track people in VIDEO, merge fragmented tracks into persons, write the outputs."""
     from reid_merge.app.pipeline import run_video  # here: OpenCV and PyAV stay off the start-up path
 
     def job(reporter: Reporter) -> RunResult:
-        settings = settings_from(config, overrides)
-        return run_video(video, output or _default_out(video), settings, reporter, ground_truth=gt)
+        return run_video(video, output or _default_out(video), settings.config(), reporter, ground_truth=gt)
 
     _execute(debug, job)
 
@@ -94,18 +90,17 @@ def merge(
     tracks: Path = typer.Argument(..., help="Tracks from any tracker: MOTChallenge txt or reid-merge tracks.json."),
     video: Path = typer.Option(..., "--video", help="The video (or sequence folder) the tracks belong to."),
     output: Path | None = OutputOpt,
-    config: Path | None = ConfigOpt,
     gt: Path | None = GtOpt,
     debug: bool = DebugOpt,
     *,
-    overrides: dict[str, Any],
+    settings: GivenSettings,
 ) -> None:
     """Merge existing TRACKS of VIDEO into persons (no detection or tracking)."""
     from reid_merge.app.pipeline import merge_tracks_file  # here: OpenCV and PyAV stay off the start-up path
 
     def job(reporter: Reporter) -> RunResult:
-        settings = settings_from(config, overrides)
-        return merge_tracks_file(tracks, video, output or _default_out(video), settings, reporter, ground_truth=gt)
+        out = output or _default_out(video)
+        return merge_tracks_file(tracks, video, out, settings.config(), reporter, ground_truth=gt)
 
     _execute(debug, job)
 
@@ -157,10 +152,9 @@ def batch(
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Ray cluster to use \\[default: $RAY_ADDRESS, else a local Ray instance]."
     ),
-    config: Path | None = ConfigOpt,
     debug: bool = DebugOpt,
     *,
-    overrides: dict[str, Any],
+    settings: GivenSettings,
 ) -> None:
     """Process every video under SOURCE into its own folder, then write summary.csv and summary.json.
 
@@ -171,12 +165,12 @@ def batch(
     if not debug:
         os.environ.setdefault("YOLO_VERBOSE", "False")
     with user_errors(debug), progress_bars() as progress:
-        settings = settings_from(config, overrides)
+        config = settings.config()
         out_root = output or Path("runs") / (split_glob(source)[0].resolve().name or "batch")
         summary = run_batch(
             source,
             out_root,
-            settings,
+            config,
             jobs=jobs,
             resume=resume,
             executor=executor,

@@ -1,9 +1,10 @@
 """Command-line options built from `Config`: one option per setting, none declared by hand.
 
-`settings_options(...)` adds to a command one ``--option`` per field of the sections it
-names, with the field's help and its section as the ``--help`` panel; the command receives
-the values given as `overrides` and turns them into a `Config` with `settings_from`, which
-names the option in a range error (``--crops: expected >= 1``) where a YAML file names its key.
+`settings_options(...)` adds to a command ``--config FILE`` and one ``--option`` per field of
+the sections it names, with the field's help and its section as the ``--help`` panel; the
+command receives what was given as one `GivenSettings` and turns it into a `Config` with
+`GivenSettings.config()`, which names the option in a range error (``--crops: expected >= 1``)
+where a YAML file names its key.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import Field, fields
+from dataclasses import Field, dataclass, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -21,8 +22,9 @@ from rich.markup import escape
 from reid_merge.app.config import SECTIONS, Config, SettingError, load_config
 from reid_merge.errors import UsageError
 
-#: The parameter of a command that receives the settings given on the command line, by field name.
-OVERRIDES = "overrides"
+#: The parameter of a command that receives the settings given on the command line.
+SETTINGS = "settings"
+_CONFIG_FILE = "config_file"
 
 _HINTS = get_type_hints(Config)
 
@@ -43,14 +45,41 @@ def _help(field: Field[Any]) -> str:
     return f"{field.metadata['help']} {escape(f'[default: {shown}]')}"  # escaped: --help reads rich markup
 
 
-def settings_options(*sections: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a typer command one option per setting of `sections` (all when none is named).
+@dataclass(frozen=True)
+class GivenSettings:
+    """What the command line says about settings: a ``--config`` file, and the options typed."""
 
-    The command declares a parameter ``overrides: dict[str, Any]`` (not an option): it gets
-    the settings given on the command line, by field name.
+    config_file: Path | None
+    overrides: dict[str, Any]
+
+    def config(self) -> Config:
+        """The file's settings (else the defaults), with the command line's on top.
+
+        Raises:
+            UsageError: A bad file or value; a value out of range names the option typed.
+        """
+        base = load_config(self.config_file)
+        try:
+            return base.with_overrides(**self.overrides)
+        except SettingError as exc:  # the file's values passed already: this one came from the command line
+            field = next(f for f in fields(Config) if f.name == exc.name)
+            raise UsageError(exc.naming(option_name(field))) from None
+
+
+def settings_options(*sections: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a typer command ``--config FILE`` and one option per setting of `sections` (all
+    when none is named).
+
+    The command declares a keyword parameter ``settings: GivenSettings`` (not an option).
     """
     chosen = [f for f in fields(Config) if not sections or f.metadata["section"] in sections]
     chosen.sort(key=lambda f: list(SECTIONS).index(f.metadata["section"]))  # --help panels in file order
+    config_file = inspect.Parameter(
+        _CONFIG_FILE,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(None, "--config", help="YAML file of settings (see configs/default.yaml)."),
+        annotation=Path | None,
+    )
     options = [
         inspect.Parameter(
             f.name,
@@ -68,28 +97,18 @@ def settings_options(*sections: str) -> Callable[[Callable[..., Any]], Callable[
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command, eval_str=True)
-        own = [p for name, p in signature.parameters.items() if name != OVERRIDES]
+        own = [p for name, p in signature.parameters.items() if name != SETTINGS]
 
         @functools.wraps(command)
         def with_settings(**kwargs: Any) -> Any:
             given = {f.name: kwargs.pop(f.name) for f in chosen}
-            return command(**kwargs, **{OVERRIDES: {k: v for k, v in given.items() if v is not None}})
+            overrides = {k: v for k, v in given.items() if v is not None}
+            settings = GivenSettings(kwargs.pop(_CONFIG_FILE), overrides)
+            return command(**kwargs, **{SETTINGS: settings})
 
-        with_settings.__signature__ = signature.replace(parameters=[*own, *options])  # type: ignore[attr-defined]
+        with_settings.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*own, config_file, *options]
+        )
         return with_settings
 
     return decorate
-
-
-def settings_from(config_file: Path | None, overrides: dict[str, Any]) -> Config:
-    """The file's settings (else the defaults), with the command line's on top.
-
-    Raises:
-        UsageError: A bad file or value; a value out of range names the option typed.
-    """
-    base = load_config(config_file)
-    try:
-        return base.with_overrides(**overrides)
-    except SettingError as exc:  # the file's values passed already: this one came from the command line
-        field = next(f for f in fields(Config) if f.name == exc.name)
-        raise UsageError(exc.naming(option_name(field))) from None

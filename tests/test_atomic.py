@@ -108,6 +108,18 @@ def test_keyboard_interrupt_discards_temporaries(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_interrupt_discards_a_writers_temporary_of_a_staged_file(tmp_path: Path) -> None:
+    """An atomic writer given a staged path makes its own temporary of it; a signal that lands
+    before the writer can delete it must not leave it behind. Somebody else's files stay."""
+    other = tmp_path / f".tracks.txt.{dead_pid()}-0a1b2c3d.tmp.txt"  # another writer's: remove_stale_temps' job
+    other.write_text("x")
+    with pytest.raises(KeyboardInterrupt), staged_files(tmp_path / "tracks.json") as staged:
+        inner = temp_path_for(staged.path(tmp_path / "annotated.mp4"))  # as atomic_path makes it
+        assert inner.name.startswith("..annotated.mp4.")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == [other]
+
+
 def test_stale_temporaries_of_dead_writers_are_removed_and_others_kept(tmp_path: Path) -> None:
     gone, alive = dead_pid(), os.getppid()
     stale = [tmp_path / f".tracks.json.{gone}-0a1b2c3d.tmp.json", tmp_path / f".annotated.mp4.{gone}-00ff00ff.tmp.mp4"]

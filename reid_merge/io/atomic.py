@@ -68,11 +68,13 @@ class StagedFiles:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
         self._staged: dict[Path, Path] = {}  # final path -> temporary path, in order given
+        self._finals: list[Path] = []  # every final path asked for, recorded before its temporary exists
 
     def path(self, final: Path) -> Path:
         """A fresh temporary file that `commit` will rename to `final`."""
         if final in self._staged:
             raise ValueError(f"{final}: staged twice")
+        self._finals.append(final)
         self._staged[final] = temp_path_for(final)
         return self._staged[final]
 
@@ -87,10 +89,19 @@ class StagedFiles:
             os.replace(marker_tmp, self.marker)
 
     def discard(self) -> None:
-        """Delete every staged file not yet renamed."""
+        """Delete every staged file not yet renamed, and every other temporary this process made
+        of a staged name: an atomic writer's own temporary of a staged file, or one created just
+        as a signal arrived, before its name could be recorded."""
         for tmp in self._staged.values():
             tmp.unlink(missing_ok=True)
         self._staged.clear()
+        ours = {(final.parent, final.name) for final in self._finals}
+        for folder in {parent for parent, _ in ours}:
+            with contextlib.suppress(OSError):  # a folder never created: nothing to delete
+                for entry in folder.iterdir():
+                    parsed = parse_temp_name(entry.name)
+                    if parsed is not None and parsed[1] == os.getpid() and (folder, parsed[0]) in ours:
+                        entry.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -89,7 +89,7 @@ def test_interrupted_run_leaves_the_previous_outputs(
     if phase == "tracking":
         process = start_run("run", SAMPLE, "-o", previous_outputs, "--device", "cpu")
         wait_for(process, "re-identification:")  # models loaded: tracking begins
-        time.sleep(random.Random(signum).uniform(0.5, 3.0))  # somewhere in the 110 frames
+        time.sleep(random.Random(signum).uniform(0.5, 3.0))  # somewhere in the 40 frames (about 15 s)
     else:
         tracks = previous_outputs.parent / "early_tracks.txt"  # the first 30 frames: little to decode
         raw = (previous_outputs / "raw_tracks.txt").read_text().splitlines(keepends=True)

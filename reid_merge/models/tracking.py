@@ -202,10 +202,20 @@ def track_frames(
     """Track people frame by frame; yields ``(frame, bgr, detections of that frame)``.
 
     Detections the tracker has not confirmed carry no ID and are not yielded.
+
+    The detector runs with torch's intra-op thread count as it was when tracking began
+    (one per core, or what ``OMP_NUM_THREADS`` / ``batch`` set): ultralytics' first call
+    sets it to ``min(8, cores - 1)`` for its training data loaders, which on a 2-core
+    machine runs the detector on one core (``bench/tracking.py``: 1.9x slower).
     """
+    import torch  # here: torch stays off the command's start-up path
+
+    threads = torch.get_num_threads()
     # fp16 on CUDA only; ultralytics warns about the option when it is passed at all.
     extra = {"half": True} if device.startswith("cuda") else {}
     for position, (frame, image) in enumerate(frames):
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
         results = model.track(
             image,
             persist=position > 0,  # a fresh tracker for each new video

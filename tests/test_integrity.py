@@ -123,7 +123,7 @@ def test_next_run_removes_what_a_killed_run_left(tmp_path: Path) -> None:
     for path in (stale, live):
         path.write_bytes(b"half a file")
     tracks = tmp_path / "one_track.txt"
-    tracks.write_text("".join(f"{f},1,380,120,100,220,0.9,-1,-1,-1\n" for f in range(80, 86)))
+    tracks.write_text("".join(f"{f},1,380,120,100,220,0.9,-1,-1,-1\n" for f in range(20, 26)))
 
     result = reid_merge("merge", tracks, "--video", SAMPLE, "-o", out, "--no-video", "--device", "cpu")
 

@@ -78,3 +78,16 @@ def test_apply_splits_relabels_detections_and_crops_in_order() -> None:
     assert split_crops.tolist() == [1, 3, 4, 2, 2]
     apart = split_apart(splits, split_tracks.track_ids)
     assert np.argwhere(np.triu(apart)).tolist() == [[0, 2], [2, 3]]  # ids 1|3 and 3|4
+
+
+def test_a_new_look_that_nobody_met_had_is_not_cut() -> None:
+    """Track 1 looks different after its encounter with track 2 (as a change of light or of
+    background makes it), but not like track 2 looked: nobody took the ID over, nothing is cut;
+    the swap itself still is (above)."""
+    for seed in range(3):
+        tracks, features, crop_track, crop_frame = crossing_scene(swap=False, seed=seed)
+        rng = np.random.default_rng(100 + seed)
+        changed = (crop_track == 1) & (crop_frame >= 31)
+        features[changed] = rng.normal(size=32) + 0.35 * rng.normal(size=(int(changed.sum()), 32))
+        features[changed] /= np.linalg.norm(features[changed], axis=1, keepdims=True)
+        assert find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=0.005) == []

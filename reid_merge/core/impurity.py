@@ -190,7 +190,6 @@ def _places(
 
 def _met(
     place: _Place,
-    rows: IntArray,
     frame_of: IntArray,
     near: npt.NDArray[np.bool_],
     part_of: IntArray,
@@ -200,12 +199,13 @@ def _met(
 
     Args:
         place: a candidate place of one part.
-        rows: that part's rows of the detections, sorted by frame.
         frame_of: `(n,)` frame of every detection.
         near: `(n,)` the detections near another track's box.
         part_of: `(n,)` the part each detection belongs to now.
         close: `close_pairs` of the detections.
     """
+    rows = np.flatnonzero(part_of == place.track_id)
+    rows = rows[np.argsort(frame_of[rows], kind="stable")]
     near_rows = near[rows]
     at = int(np.searchsorted(frame_of[rows], place.frame))
     first_near, after_near = at - 1, at
@@ -281,11 +281,6 @@ def find_impure_tracks(
             rows = rows[np.argsort(tracks.frame[rows], kind="stable")]
             crops = crop_part == part_id
             found, reference = _places(int(part_id), tracks[rows], near[rows], unit[crops], crop_frame[crops])
-            found = [
-                p
-                for p in found
-                if _took_over(p, _met(p, rows, tracks.frame, near, part_of, close), unit, crop_part, crop_frame)
-            ]
             if found:  # the best-supported place of each part; the others wait for the next round
                 candidates.append(max(found, key=lambda place: place.margin))
             references += reference
@@ -294,7 +289,13 @@ def find_impure_tracks(
             same = ScoreModel(same.centre, max(same.spread, different.spread / 2), same.pairs)
         if same is None or not candidates or same.centre >= different.centre:
             break
-        cuts = _confident(candidates, same, different, false_rate)
+        # Every candidate counts in the false-discovery rule; a confident one is cut only if
+        # somebody met there took the track over.
+        cuts = [
+            place
+            for place in _confident(candidates, same, different, false_rate)
+            if _took_over(place, _met(place, tracks.frame, near, part_of, close), unit, crop_part, crop_frame)
+        ]
         if not cuts:
             break
         for place in cuts:

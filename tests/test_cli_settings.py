@@ -38,7 +38,7 @@ GIVEN: dict[str, tuple[tuple[str, ...], Any]] = {
     "short_track_detections": (("--short-track-detections", "3"), 3),
     "short_track_score": (("--short-track-score", "0.4"), 0.4),
     "min_crops_to_merge": (("--min-crops-to-merge", "3"), 3),
-    "split_impure": (("--split-impure",), True),
+    "split_impure": (("--no-split-impure",), False),
     "adapt": (("--no-adapt",), False),
     "adapt_dims": (("--adapt-dims", "8"), 8),
     "adapt_regularization": (("--adapt-regularization", "0.2"), 0.2),

@@ -216,10 +216,11 @@ class Config:
     )
     min_crops_to_merge: int = setting(2, "merge", "A track with fewer usable crops is left alone.", valid=at_least(1))
     split_impure: bool = setting(
-        False,
+        True,
         "merge",
-        "Cut tracks the tracker moved from one person to another, where two people met "
-        "and the crops before and after differ beyond what one person shows in this video.",
+        "Cut tracks the tracker moved from one person to another, where two people met, the "
+        "crops before and after differ beyond what one person shows in this video, and the "
+        "later side looks more like somebody met there than like the earlier side.",
     )
     adapt: bool = setting(True, "merge", "Whiten the features within this video's tracks before comparing them.")
     adapt_dims: int = setting(16, "merge", "Dimensions the whitening keeps.", valid=at_least(1))

@@ -11,8 +11,8 @@ met nobody (one person on both sides) shows what one person scores; the margin b
 that share a frame shows what two people score. A cut is made only where, over all the video's
 candidates at once, the estimated share of cuts through one person stays at most the target
 rate (the merge's false-discovery rule, mirrored) and the margin is likelier for two people
-than for one. A place is a candidate at all only where the later side looks more like a
-person the track met there (as that person looked before) than like its own earlier side:
+than for one. Even then the cut is made only where the later side looks more like a person
+the track met there (as that person looked before) than like its own earlier side:
 a swap hands the ID to somebody it met, while a change of light or background changes the
 look of one person into nobody's in particular (docs/quality.md: on MOT16-09 with
 MobileNetV2 this took clean tracks cut by mistake from 12% to 4%). The two sides are then

@@ -88,9 +88,12 @@ def close_pairs(tracks: TrackSet) -> tuple[IntArray, IntArray, IntArray]:
     return tuple(np.concatenate(parts).astype(np.int64) for parts in zip(*found))  # type: ignore[return-value]
 
 
-def near_another(tracks: TrackSet) -> npt.NDArray[np.bool_]:
-    """`(n,)` True for the boxes within a box width of another track's box in the same frame."""
-    _, first, second = close_pairs(tracks)
+def near_another(tracks: TrackSet, pairs: tuple[IntArray, IntArray, IntArray] | None = None) -> npt.NDArray[np.bool_]:
+    """`(n,)` True for the boxes within a box width of another track's box in the same frame.
+
+    `pairs`: `close_pairs(tracks)`, when the caller has them already.
+    """
+    _, first, second = close_pairs(tracks) if pairs is None else pairs
     near = np.zeros(len(tracks), dtype=bool)
     near[first] = near[second] = True
     return near
@@ -115,6 +118,16 @@ def jump_frame(track: TrackSet, after: int, before: int) -> int:
     return int(t.frame[inside[int(np.argmax(jump))]])
 
 
+def near_runs(near: npt.NDArray[np.bool_]) -> tuple[IntArray, IntArray]:
+    """`(starts, ends)` of the runs of True in `near`, each run the rows `[start, end)`.
+
+    >>> [a.tolist() for a in near_runs(np.array([True, True, False, True]))]
+    [[0, 3], [2, 4]]
+    """
+    edges = np.diff(np.concatenate([[0], near.astype(np.int8), [0]]))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
 def encounter_frames(track: TrackSet, near: npt.NDArray[np.bool_]) -> IntArray:
     """Where a swap could have happened in one track: in each run of boxes near another
     person, the frame where the box jumps most.
@@ -123,12 +136,10 @@ def encounter_frames(track: TrackSet, near: npt.NDArray[np.bool_]) -> IntArray:
         track: the detections of one track, sorted by frame.
         near: `(n,)` its boxes that were near another track's.
     """
-    edges = np.diff(np.concatenate([[0], near.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # run = [start, end)
     frames = track.frame
     cuts = [
         jump_frame(track, int(frames[max(int(start) - 1, 0)]), int(frames[min(int(end), len(frames) - 1)]))
-        for start, end in zip(starts, ends)
+        for start, end in zip(*near_runs(near))
     ]
     return np.unique(np.array(cuts, dtype=np.int64))
 
@@ -195,7 +206,9 @@ def _met(
     part_of: IntArray,
     close: tuple[IntArray, IntArray, IntArray],
 ) -> set[int]:
-    """The parts whose boxes came close to this part's in the encounter the place lies in.
+    """The parts whose boxes came close to this part's in the encounter the place lies in: the
+    run of near boxes whose cut (`encounter_frames`) is the place, a row of the run or the
+    first row after it.
 
     Args:
         place: a candidate place of one part.
@@ -206,14 +219,12 @@ def _met(
     """
     rows = np.flatnonzero(part_of == place.track_id)
     rows = rows[np.argsort(frame_of[rows], kind="stable")]
-    near_rows = near[rows]
     at = int(np.searchsorted(frame_of[rows], place.frame))
-    first_near, after_near = at - 1, at
-    while first_near >= 0 and near_rows[first_near]:
-        first_near -= 1
-    while after_near < len(rows) and near_rows[after_near]:
-        after_near += 1
-    encounter = rows[first_near + 1 : after_near]
+    starts, ends = near_runs(near[rows])
+    run = np.flatnonzero((starts <= at) & (at <= ends))
+    if len(run) == 0:
+        return set()
+    encounter = rows[starts[run[0]] : ends[run[0]]]
     _, first, second = close
     involved = np.isin(first, encounter) | np.isin(second, encounter)
     others = np.where(np.isin(first[involved], encounter), second[involved], first[involved])
@@ -263,7 +274,7 @@ def find_impure_tracks(
         return splits
     track_ids = tracks.track_ids
     close = close_pairs(tracks)
-    near = near_another(tracks)
+    near = near_another(tracks, close)
     owner = np.searchsorted(track_ids, crop_track)
     if adapt is not None:
         whitening = fit_within_track_whitening(unit, _stretches(tracks, near, crop_track, crop_frame), *adapt)

@@ -28,15 +28,19 @@ import numpy.typing as npt
 
 from reid_merge.core.adaptation import fit_within_track_whitening
 from reid_merge.core.calibration import ScoreModel
+from reid_merge.core.encounters import (
+    MIN_CROPS_EACH_SIDE,
+    close_pairs,
+    encounter_frames,
+    near_another,
+    near_runs,
+)
 from reid_merge.core.similarity import track_similarity
 from reid_merge.core.tracks import TrackSet, cooccurrence
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
-#: Fewer crops than this on either side of a place and the two sides are not compared: one
-#: or two views of a person say too little about who it is.
-MIN_CROPS_EACH_SIDE = 3
 #: Most cuts one track may get: after each round of cuts the parts are examined again.
 MAX_ROUNDS = 4
 
@@ -53,95 +57,6 @@ class Split:
     new_track_id: int
     frame: int
     margin: float
-
-
-def close_pairs(tracks: TrackSet) -> tuple[IntArray, IntArray, IntArray]:
-    """Pairs of boxes of one frame that overlap or lie within a box width of each other.
-
-    The gap between two boxes is the larger of their horizontal and vertical gaps (0 when
-    they overlap); a box width is the narrower box's.
-
-    Returns:
-        `(frame, first, second)`: `(p,)` each, `first < second` row indices into `tracks`.
-
-    >>> t = TrackSet.from_arrays([1, 1, 1], [1, 2, 3], [[0, 0, 10, 30], [15, 0, 25, 30], [60, 0, 70, 30]], [1, 1, 1])
-    >>> [a.tolist() for a in close_pairs(t)]
-    [[1], [0], [1]]
-    """
-    order = np.argsort(tracks.frame, kind="stable")
-    frames = tracks.frame[order]
-    bounds = np.flatnonzero(np.diff(frames)) + 1
-    found: list[tuple[IntArray, IntArray, IntArray]] = []
-    for rows in np.split(order, bounds):
-        if len(rows) < 2:
-            continue
-        box = tracks.xyxy[rows]
-        gap_x = np.maximum(box[:, None, 0], box[None, :, 0]) - np.minimum(box[:, None, 2], box[None, :, 2])
-        gap_y = np.maximum(box[:, None, 1], box[None, :, 1]) - np.minimum(box[:, None, 3], box[None, :, 3])
-        width = box[:, 2] - box[:, 0]
-        close = np.maximum(gap_x, gap_y) <= np.minimum(width[:, None], width[None, :])
-        i, j = np.nonzero(np.triu(close, k=1))
-        found.append((tracks.frame[rows[i]], rows[i], rows[j]))
-    if not found:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    return tuple(np.concatenate(parts).astype(np.int64) for parts in zip(*found))  # type: ignore[return-value]
-
-
-def near_another(tracks: TrackSet, pairs: tuple[IntArray, IntArray, IntArray] | None = None) -> npt.NDArray[np.bool_]:
-    """`(n,)` True for the boxes within a box width of another track's box in the same frame.
-
-    `pairs`: `close_pairs(tracks)`, when the caller has them already.
-    """
-    _, first, second = close_pairs(tracks) if pairs is None else pairs
-    near = np.zeros(len(tracks), dtype=bool)
-    near[first] = near[second] = True
-    return near
-
-
-def jump_frame(track: TrackSet, after: int, before: int) -> int:
-    """The first frame of the later part: where, between two frames, the box jumps most.
-
-    The jump is the change of box centre and height between consecutive detections, in box
-    heights.
-    """
-    t = track.sorted()
-    inside = np.flatnonzero((t.frame > after) & (t.frame <= before))
-    inside = inside[inside > 0]
-    if len(inside) == 0:
-        return before
-    centre = (t.xyxy[:, :2] + t.xyxy[:, 2:]) / 2.0
-    height = t.xyxy[:, 3] - t.xyxy[:, 1]
-    previous = inside - 1
-    jump = np.linalg.norm(centre[inside] - centre[previous], axis=1) + np.abs(height[inside] - height[previous])
-    jump /= np.maximum(height[previous], 1.0)
-    return int(t.frame[inside[int(np.argmax(jump))]])
-
-
-def near_runs(near: npt.NDArray[np.bool_]) -> tuple[IntArray, IntArray]:
-    """`(starts, ends)` of the runs of True in `near`, each run the rows `[start, end)`.
-
-    >>> [a.tolist() for a in near_runs(np.array([True, True, False, True]))]
-    [[0, 3], [2, 4]]
-    """
-    edges = np.diff(np.concatenate([[0], near.astype(np.int8), [0]]))
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-
-
-def encounter_frames(track: TrackSet, near: npt.NDArray[np.bool_]) -> IntArray:
-    """Where a swap could have happened in one track: in each run of boxes near another
-    person, the frame where the box jumps most.
-
-    Args:
-        track: the detections of one track, sorted by frame.
-        near: `(n,)` its boxes that were near another track's.
-    """
-    frames = track.frame
-    cuts = [
-        jump_frame(track, int(frames[max(int(start) - 1, 0)]), int(frames[min(int(end), len(frames) - 1)]))
-        for start, end in zip(*near_runs(near))
-    ]
-    return np.unique(np.array(cuts, dtype=np.int64))
 
 
 def within_similarity(features: FloatArray) -> float:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from reid_merge.core.crops import CropSampler, box_quality
+from reid_merge.core.encounters import MIN_CROPS_EACH_SIDE, encounter_frames, near_another
 from tests.builders import tracks_from_rows
 
 
@@ -67,7 +68,7 @@ def test_sampler_memory_is_bounded_by_crops_per_track() -> None:
     sampler = CropSampler(crops_per_track=3)
     for f in range(1, 1001):
         sampler.update(_frame(), tracks_from_rows([(f, 1, 100, 100, 140, 220)]))
-    assert len(sampler._tracks[1].slots) <= 6
+    assert len(sampler._tracks[1].life.slots) <= 6
 
 
 def test_a_track_gone_for_long_is_finished_early_and_frees_its_candidates() -> None:
@@ -76,7 +77,67 @@ def test_a_track_gone_for_long_is_finished_early_and_frees_its_candidates() -> N
         rows = [(f, 1, 100, 100, 140, 220)] if f <= 50 else [(f, 2, 300, 100, 340, 220)]
         sampler.update(_frame(), tracks_from_rows(rows))
     first = sampler._tracks[1]
-    assert first.final is not None and len(first.final) == 4 and first.slots == []
+    assert first.final is not None and len(first.final) == 4 and first.life.slots == []
     crops = sampler.finish()
     assert crops.track_id.tolist() == [1, 1, 1, 1, 2, 2, 2, 2]
     assert crops.frame[:4].max() <= 50  # the early finish chose from the track's own life
+
+
+def _meeting_twice() -> list[tuple[int, int, float, float, float, float]]:
+    """Track 1 walks frames 1-200; track 2 comes close in frames 10-14 and 185-190, and track 1's
+    box jumps at frames 12 and 188 (where a tracker would have swapped them)."""
+    rows = []
+    for f in range(1, 201):
+        x = 100.0 + (30.0 if 12 <= f < 188 else 0.0)
+        rows.append((f, 1, x, 100.0, x + 40.0, 220.0))
+        if 10 <= f <= 14 or 185 <= f <= 190:
+            rows.append((f, 2, x + 50.0, 100.0, x + 90.0, 220.0))
+    return rows
+
+
+def test_a_track_that_met_somebody_has_crops_on_both_sides_of_every_place() -> None:
+    rows = _meeting_twice()
+    sampler = CropSampler(crops_per_track=16)
+    for f in range(1, 201):
+        sampler.update(_frame(), tracks_from_rows([r for r in rows if r[0] == f]))
+    crops = sampler.finish()
+    tracks = tracks_from_rows(rows)
+    one = tracks.track_id == 1
+    places = encounter_frames(tracks[one], near_another(tracks)[one])
+    assert places.tolist() == [12, 188]  # what the cutting will look at
+    one = crops.track_id == 1
+    mine, spread = crops.frame[one], crops.frame[one & crops.spread]
+    # Spread evenly over 200 frames, 16 crops leave one before frame 12 and none from frame 188 on:
+    # the missing ones are taken beside the encounters, and the merge still compares the 16.
+    assert len(spread) == 16 and ((spread < places[0]).sum(), (spread >= places[-1]).sum()) == (1, 0)
+    assert (mine < places[0]).sum() == MIN_CROPS_EACH_SIDE
+    assert (mine >= places[-1]).sum() == MIN_CROPS_EACH_SIDE
+    assert (np.diff(mine) > 0).all()  # no frame twice
+
+
+def test_the_crops_kept_beside_encounters_are_bounded() -> None:
+    sampler = CropSampler(crops_per_track=6)
+    for f in range(1, 2001):
+        rows = [(f, 1, 100, 100, 140, 220)]
+        if f % 10 < 3:  # somebody passes every 10 frames
+            rows.append((f, 2, 150, 100, 190, 220))
+        sampler.update(_frame(), tracks_from_rows(rows))
+    state = sampler._tracks[1]
+    assert len(state.life.slots) <= 12
+    assert len(state.before_first.slots) <= 4 and len(state.after_last.slots) <= 4
+    crops = sampler.finish()
+    assert crops.spread.sum() == 2 * 6 and len(crops) <= 2 * (6 + 2 * 2)
+
+
+def test_a_track_whose_spread_covers_both_sides_keeps_the_plain_spread() -> None:
+    def sample(meet: bool) -> np.ndarray:
+        sampler = CropSampler(crops_per_track=16)
+        for f in range(1, 201):
+            rows = [(f, 1, 100.0, 100.0, 140.0, 220.0)]
+            if meet and 95 <= f <= 105:  # somebody close beside it, hiding none of it
+                rows.append((f, 2, 150.0, 100.0, 190.0, 220.0))
+            sampler.update(_frame(), tracks_from_rows(rows))
+        crops = sampler.finish()
+        return crops.frame[crops.track_id == 1]
+
+    assert sample(meet=True).tolist() == sample(meet=False).tolist()

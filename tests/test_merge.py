@@ -131,6 +131,19 @@ def test_a_track_with_one_crop_is_not_joined_by_appearance() -> None:
     assert joined.mapping == {1: 1, 2: 1, 3: 1}
     assert (joined.tracks_too_few_crops, joined.tracks_without_crops) == (0, 1)
 
+    # A crop taken beside an encounter (to judge a cut) is not one the merge compares.
+    beside = CropSet(
+        crops=[np.zeros((4, 2, 3), np.uint8)] * 6,
+        track_id=np.array([1, 1, 1, 1, 2, 2]),
+        frame=np.array([*crop_frames, 50]),
+        quality=np.ones(6),
+        beside_encounter=np.array([False] * 5 + [True]),
+    )
+    features = np.tile([1.0, 0.0, 0.0], (6, 1))
+    assert decide_merge(tracks, beside, features, config, fps=25.0).mapping == {1: 1, 2: 2, 3: 2}
+    counted = dataclasses.replace(beside, beside_encounter=None)
+    assert decide_merge(tracks, counted, features, config, fps=25.0).mapping == {1: 1, 2: 1, 3: 1}
+
 
 def test_a_swapped_track_is_cut_and_the_halves_of_each_person_joined_again() -> None:
     tracks, features, crop_track, crop_frame = crossing_scene(swap=True)

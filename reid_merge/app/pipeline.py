@@ -311,6 +311,8 @@ def decide_merge(
         adapt = (config.adapt_dims, config.adapt_regularization) if config.adapt else None
         splits = find_impure_tracks(raw, features, crops.track_id, crops.frame, config.false_merge_rate, adapt)
         tracks, crop_track = apply_splits(raw, crops.track_id, crops.frame, splits)
+    # The crops taken beside encounters judged the cuts; the merge compares the spread ones.
+    crop_track, features = crop_track[crops.spread], features[crops.spread]
     track_ids = tracks.track_ids
     owner = np.searchsorted(track_ids, crop_track)
     whitening = (

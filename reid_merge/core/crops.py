@@ -5,16 +5,27 @@ its crop is (big enough, inside the frame, not hidden behind another person) and
 per track, the best box of each time slot. Slots double in length when a track outlives
 them, so a track keeps at most ``2 K`` candidate crops however long it lives, and the final
 K are spread evenly over its life.
+
+A track that met somebody (`encounters`) may hold two people, the tracker having swapped them
+there, and its crops are the only evidence (`impurity`). Where the even spread leaves fewer
+than `encounters.MIN_CROPS_EACH_SIDE` crops before the place of its first encounter or from
+the place of its last one on (a swap early or late in a long track), the missing ones are
+taken from there too, crops with nobody close first, so that every place where it could have
+been swapped has crops on both sides. They are flagged (`CropSet.beside_encounter`): the merge
+compares the K spread crops only, as for every other track.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from reid_merge.core.encounters import MIN_CROPS_EACH_SIDE, box_jump, close_boxes
 from reid_merge.core.tracks import TrackSet
 
 STORED_CROP_HEIGHT = 256  # the embedder's input height: larger crops are shrunk on arrival
@@ -29,12 +40,20 @@ class CropSet:
         track_id: `(M,)` the track each crop belongs to.
         frame: `(M,)` the frame each crop was cut from.
         quality: `(M,)` the usefulness score that chose it, in `(0, 1]`.
+        beside_encounter: `(M,)` True for the crops taken only so that both sides of a track's
+            encounters can be judged (`impurity`), beyond its K spread over its life; None: none.
     """
 
     crops: list[np.ndarray]
     track_id: npt.NDArray[np.int64]
     frame: npt.NDArray[np.int64]
     quality: npt.NDArray[np.float64]
+    beside_encounter: npt.NDArray[np.bool_] | None = None
+
+    @property
+    def spread(self) -> npt.NDArray[np.bool_]:
+        """`(M,)` True for the crops spread over each track's life: those the merge compares."""
+        return ~self.beside_encounter if self.beside_encounter is not None else np.ones(len(self), dtype=bool)
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -122,21 +141,114 @@ class _Candidate:
     frame: int
     quality: float
     crop: np.ndarray
+    alone: bool = True  # no other track's box close to it (`encounters.close_boxes`)
 
 
 @dataclass
-class _TrackSlots:
-    """Best candidate per time slot of one track; slots cover `stride` detections each.
+class _Slots:
+    """Best candidate per time slot of a stretch of one track, slots `stride` detections long.
 
-    Once the track has not been seen for a while its final crops are chosen (`final`) and
-    the other candidates are dropped.
+    Slots double in length whenever there are more than `capacity`, so the stretch keeps at
+    most `capacity` candidates, spread over it, however long it is. With `prefer_alone`, a crop
+    taken with nobody close beats any taken beside somebody, whose crop may show them too.
     """
 
+    capacity: int
+    prefer_alone: bool = False
     stride: int = 1
     seen: int = 0
-    last_frame: int = 0
     slots: list[_Candidate | None] = field(default_factory=list)
-    final: list[_Candidate] | None = None
+
+    def rank(self, quality: float, alone: bool) -> float:
+        return quality + (1.0 if self.prefer_alone and alone and quality > 0 else 0.0)
+
+    def wants(self, quality: float, alone: bool) -> bool:
+        """Whether the next detection would be kept (call `put` next)."""
+        slot = self.seen // self.stride
+        current = self.slots[slot] if slot < len(self.slots) else None
+        rank = self.rank(quality, alone)
+        return quality > 0 and (current is None or rank > self.rank(current.quality, current.alone))
+
+    def put(self, candidate: _Candidate | None) -> None:
+        """The next detection: its crop when `wants` said so, else None."""
+        slot = self.seen // self.stride
+        self.seen += 1
+        if slot == len(self.slots):
+            self.slots.append(None)
+        if candidate is not None:
+            self.slots[slot] = candidate
+        self._fit()
+
+    def extend(self, later: _Slots) -> None:
+        """Append the slots of the stretch that follows this one."""
+        self.slots += later.slots
+        self.seen = len(self.slots) * self.stride
+        self._fit()
+
+    def _fit(self) -> None:
+        while len(self.slots) > self.capacity:
+            self.slots = [self._better(*self.slots[j : j + 2]) for j in range(0, len(self.slots), 2)]
+            self.stride *= 2
+
+    def _better(self, a: _Candidate | None, b: _Candidate | None = None) -> _Candidate | None:
+        if a is None or b is None:
+            return a if b is None else b
+        return a if self.rank(a.quality, a.alone) >= self.rank(b.quality, b.alone) else b
+
+    def choose(self, k: int, leave_out: set[int] | None = None) -> list[_Candidate]:
+        """`k` of the candidates (but those of frames in `leave_out`), spread over the stretch."""
+        kept = [c for c in self.slots if c is not None and c.frame not in (leave_out or set())]
+        ranks = np.array([self.rank(c.quality, c.alone) for c in kept])
+        return [kept[j] for j in spread_indices(ranks, k)]
+
+
+@dataclass
+class _TrackCrops:
+    """The candidate crops of one track: over its whole life, before its first encounter's place
+    and from its latest one on (empty until it meets somebody).
+
+    An encounter is a run of boxes near another track's and the first box after it; its place is
+    where the box jumped most in it (`encounters.encounter_frames`), known once the run is over.
+    Once the track has not been seen for a while its final crops are chosen (`final`) and the
+    other candidates are dropped.
+    """
+
+    life: _Slots
+    before_first: _Slots
+    after_last: _Slots
+    last_frame: int = 0
+    last_box: npt.NDArray[np.float64] | None = None
+    in_encounter: bool = False
+    largest_jump: float = -np.inf
+    first_place: int | None = None
+    last_place: int | None = None
+    first_encounter_over: bool = False
+    final: list[tuple[_Candidate, bool]] | None = None
+
+    def see(self, frame: int, box: npt.NDArray[np.float64], near: bool) -> None:
+        """Follow the encounters with one more detection, before its crop is offered."""
+        jump = float(box_jump(self.last_box, box)) if self.last_box is not None else None
+        self.last_frame, self.last_box = frame, box
+        if near and not self.in_encounter:
+            self.in_encounter, self.largest_jump = True, -np.inf
+        if self.in_encounter and jump is not None and jump > self.largest_jump:
+            # The place moves here: all crops so far lie before it, none after.
+            self.largest_jump, self.last_place = jump, frame
+            if not self.first_encounter_over:
+                self.first_place = frame
+                self.before_first.extend(self.after_last)
+            self.after_last = _Slots(self.after_last.capacity, prefer_alone=True)
+        if self.in_encounter and not near:  # the first box after the run closes the encounter
+            self.in_encounter = False
+            self.first_encounter_over = self.first_place is not None
+
+    def offer(self, quality: float, alone: bool, frame: int, cut: Callable[[], np.ndarray]) -> None:
+        """The crop of the detection just seen, cut only if some stretch keeps it."""
+        pools = (self.life, self.after_last)
+        wanted = [pool.wants(quality, alone) for pool in pools]
+        candidate = _Candidate(frame, quality, cut(), alone) if any(wanted) else None
+        for pool, wants in zip(pools, wanted):
+            pool.put(candidate if wants else None)
 
 
 def spread_indices(quality: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int64]:
@@ -173,8 +285,10 @@ class CropSampler:
         self.min_crop_height = min_crop_height
         self.max_covered = max_covered
         self.stale_after = stale_after
-        self._capacity = 2 * crops_per_track
-        self._tracks: dict[int, _TrackSlots] = {}
+        # Crops kept from before a track's first encounter and from after its last: enough to
+        # judge both sides (impurity), and at most a third of the track's crops each.
+        self._each_side = min(MIN_CROPS_EACH_SIDE, crops_per_track // 3)
+        self._tracks: dict[int, _TrackCrops] = {}
         self._last_sweep = 0
 
     def update(self, image: np.ndarray, detections: TrackSet) -> None:
@@ -186,52 +300,56 @@ class CropSampler:
             self._finish_stale(frame)
         height, width = image.shape[:2]
         quality = box_quality(detections.xyxy, width, height, self.min_crop_height, self.max_covered)
+        near = np.zeros(len(detections), dtype=bool)
+        for rows in close_boxes(detections.xyxy):
+            near[rows] = True
         for i in range(len(detections)):
-            state = self._tracks.setdefault(int(detections.track_id[i]), _TrackSlots())
+            state = self._tracks.get(int(detections.track_id[i]))
+            if state is None:
+                ends = 2 * self._each_side
+                state = self._tracks[int(detections.track_id[i])] = _TrackCrops(
+                    _Slots(2 * self.crops_per_track), _Slots(ends, prefer_alone=True), _Slots(ends, prefer_alone=True)
+                )
             if state.final is not None:
                 continue
-            state.last_frame = frame
-            slot = state.seen // state.stride
-            state.seen += 1
-            if slot == len(state.slots):
-                state.slots.append(None)
-            current = state.slots[slot]
-            if quality[i] > 0 and (current is None or quality[i] > current.quality):
-                state.slots[slot] = _Candidate(
-                    int(detections.frame[i]), float(quality[i]), cut_crop(image, detections.xyxy[i])
-                )
-            if len(state.slots) > self._capacity:
-                state.slots = [_better(*state.slots[j : j + 2]) for j in range(0, len(state.slots), 2)]
-                state.stride *= 2
+            box = detections.xyxy[i]
+            state.see(frame, box, bool(near[i]))
+            state.offer(float(quality[i]), not near[i], int(detections.frame[i]), partial(cut_crop, image, box))
 
     def _finish_stale(self, frame: int) -> None:
         self._last_sweep = frame
         for state in self._tracks.values():
             if state.final is None and frame - state.last_frame > self.stale_after:
                 state.final = self._choose(state)
-                state.slots = []
+                state.life = state.before_first = state.after_last = _Slots(0)
 
-    def _choose(self, state: _TrackSlots) -> list[_Candidate]:
-        candidates = [c for c in state.slots if c is not None]
-        return [candidates[j] for j in spread_indices(np.array([c.quality for c in candidates]), self.crops_per_track)]
+    def _choose(self, state: _TrackCrops) -> list[tuple[_Candidate, bool]]:
+        """K of the life's candidates, spread over it; for a track that met somebody, and
+        whose spread leaves fewer than a few before its first encounter's place or from its last
+        one on, the missing ones from there too (flagged True: beside an encounter)."""
+        spread = state.life.choose(self.crops_per_track)
+        extra: list[_Candidate] = []
+        if state.first_place is not None and state.last_place is not None:
+            taken = {c.frame for c in spread}
+            for pool, have in (
+                (state.before_first, sum(c.frame < state.first_place for c in spread)),
+                (state.after_last, sum(c.frame >= state.last_place for c in spread)),
+            ):
+                if have < self._each_side:
+                    extra += [c for c in pool.choose(self._each_side) if c.frame not in taken][: self._each_side - have]
+        chosen = [(c, False) for c in spread] + [(c, True) for c in extra]
+        return sorted(chosen, key=lambda pair: pair[0].frame)
 
     def finish(self) -> CropSet:
         chosen = [
-            (track_id, candidate)
+            (track_id, candidate, beside)
             for track_id in sorted(self._tracks)
-            for candidate in (self._tracks[track_id].final or self._choose(self._tracks[track_id]))
+            for candidate, beside in (self._tracks[track_id].final or self._choose(self._tracks[track_id]))
         ]
         return CropSet(
-            crops=[c.crop for _, c in chosen],
-            track_id=np.array([t for t, _ in chosen], dtype=np.int64),
-            frame=np.array([c.frame for _, c in chosen], dtype=np.int64),
-            quality=np.array([c.quality for _, c in chosen], dtype=np.float64),
+            crops=[c.crop for _, c, _ in chosen],
+            track_id=np.array([t for t, _, _ in chosen], dtype=np.int64),
+            frame=np.array([c.frame for _, c, _ in chosen], dtype=np.int64),
+            quality=np.array([c.quality for _, c, _ in chosen], dtype=np.float64),
+            beside_encounter=np.array([beside for _, _, beside in chosen], dtype=bool),
         )
-
-
-def _better(a: _Candidate | None, b: _Candidate | None = None) -> _Candidate | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a if a.quality >= b.quality else b

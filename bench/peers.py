@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from quality import ROOT, best_possible_labels, cache_key, cached, print_table, score_row, tracked
+from quality import ROOT, TRACKING_CODE, best_possible_labels, cache_key, cached, print_table, score_row, tracked
 
 from reid_merge.app.config import Config
 from reid_merge.app.pipeline import decide_merge, sample_crops
@@ -72,7 +72,7 @@ CROP_SHAPING = ("reid_model", "reid_weights", "crops_per_track", "min_crop_heigh
 def detections(video: Path, config: Config, cache: Path) -> list[np.ndarray]:
     """Per frame (1-based, frame f at index f - 1), `(n, 6)` boxes ``x1, y1, x2, y2, conf, class=0``."""
     shaping = (config.detector, config.detection_confidence, config.image_size)
-    key = cache_key("peers-detections", str(video), shaping)
+    key = cache_key("peers-detections", str(video), shaping, code=TRACKING_CODE)
     return cached(cache / "peers" / f"detections-{video.stem}-{key}.pkl", lambda: _detect(video, config))
 
 

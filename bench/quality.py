@@ -39,7 +39,8 @@ from reid_merge.app.pipeline import decide_merge, fill_person_gaps, sample_crops
 from reid_merge.app.results import Reporter
 from reid_merge.app.run_writer import Stopwatch
 from reid_merge.core.clustering import cluster_tracks
-from reid_merge.core.impurity import MIN_CROPS_EACH_SIDE, close_pairs
+from reid_merge.core.crops import box_quality
+from reid_merge.core.encounters import MIN_CROPS_EACH_SIDE, close_pairs
 from reid_merge.core.tracks import TrackSet, cooccurrence
 from reid_merge.eval.scores import GroundTruth, box_iou, evaluate, read_ground_truth
 from reid_merge.io.tracks_io import as_written
@@ -47,31 +48,23 @@ from reid_merge.io.video import probe_video
 from reid_merge.models.tracking import check_tracker_config
 
 ROOT = Path(__file__).resolve().parents[1]
-# Settings that shape the tracks and crops a merge starts from (the cache key), and the features.
-SHAPING = (
-    "detector",
-    "tracker",
-    "detection_confidence",
-    "image_size",
-    "crops_per_track",
-    "min_crop_height",
-    "crop_max_covered",
-)
+# Settings that shape the raw tracks, the crops a merge starts from, and the features (cache keys).
+TRACKING = ("detector", "tracker", "detection_confidence", "image_size")
+CROPPING = ("crops_per_track", "min_crop_height", "crop_max_covered")
+SHAPING = (*TRACKING, *CROPPING)
 EMBEDDING = ("reid_model", "reid_weights")
 #: The re-identification model of record for measuring, when ../shared/weights is there.
 SHARED_OSNET = ROOT.parent / "shared" / "weights" / "osnet_x0_25_msmt17.pth"
-# Code that shapes them: a change to any of these files invalidates the cache too.
-SHAPING_CODE = (
-    "reid_merge/models/tracking.py",
-    "reid_merge/core/crops.py",
-    "reid_merge/models/embedding.py",
-    "bench/oracle.py",
-)
+# Code that shapes them: a change to any of these files invalidates what it shapes too.
+TRACKING_CODE = ("reid_merge/models/tracking.py",)
+CROPPING_CODE = ("reid_merge/core/crops.py", "reid_merge/core/encounters.py")
+EMBEDDING_CODE = ("reid_merge/models/embedding.py",)
+SHAPING_CODE = (*TRACKING_CODE, *CROPPING_CODE, *EMBEDDING_CODE, "bench/oracle.py")
 
 
-def cache_key(*parts: object) -> str:
-    code = [hashlib.sha256((ROOT / name).read_bytes()).hexdigest() for name in SHAPING_CODE]
-    return hashlib.sha256(json.dumps([*parts, code], sort_keys=True).encode()).hexdigest()[:16]
+def cache_key(*parts: object, code: tuple[str, ...] = SHAPING_CODE) -> str:
+    digests = [hashlib.sha256((ROOT / name).read_bytes()).hexdigest() for name in code]
+    return hashlib.sha256(json.dumps([*parts, digests], sort_keys=True).encode()).hexdigest()[:16]
 
 
 # Results already read or computed in this process: the schemes of one run share them.
@@ -94,20 +87,30 @@ def cached(path: Path, compute: Callable[[], Any]) -> Any:
 
 
 def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, object, np.ndarray, dict]:
-    """Raw tracks, crops and crop features for one sequence, each cached by the settings that shape it
-    (tracking once for every embedder)."""
-    shaping = {k: v for k, v in config.to_dict().items() if k in SHAPING}
+    """Raw tracks, crops and crop features for one sequence, each cached by what shapes it.
+
+    The crops are sampled by a second decode over the cached raw tracks: the same sampler over
+    the same boxes of each frame as in the tracking pass, so the same crops (checked on TUD-Campus
+    and KITTI-17, 2026-12-02), and a change to the sampler costs a decode, not a tracking run.
+    """
+    settings = config.to_dict()
     tracker_yaml = Path(check_tracker_config(config.tracker)).read_text()
-    key = cache_key(str(sequence), shaping, tracker_yaml)
-    raw, crops, meta = cached(cache / f"{sequence.name}-{key}.pkl", lambda: _track(sequence, config))
-    embedding = {k: config.to_dict()[k] for k in EMBEDDING}
+    tracks_key = cache_key(str(sequence), {k: settings[k] for k in TRACKING}, tracker_yaml, code=TRACKING_CODE)
+    raw, meta = cached(cache / f"{sequence.name}-{tracks_key}.tracks.pkl", lambda: _track(sequence, config))
+    crops_key = cache_key({k: settings[k] for k in CROPPING}, code=CROPPING_CODE)
+    crops = cached(
+        cache / f"{sequence.name}-{tracks_key}-{crops_key}.crops.pkl",
+        lambda: sample_crops(probe_video(sequence), raw, config, Reporter())[0],
+    )
+    embedding_key = cache_key({k: settings[k] for k in EMBEDDING}, code=EMBEDDING_CODE)
     features = cached(
-        cache / f"{sequence.name}-{key}-{cache_key(embedding)}.features.pkl", lambda: _embed(crops.crops, config)
+        cache / f"{sequence.name}-{tracks_key}-{crops_key}-{embedding_key}.features.pkl",
+        lambda: _embed(crops.crops, config),
     )
     return raw, crops, features, meta
 
 
-def _track(sequence: Path, config: Config) -> tuple[TrackSet, object, dict]:
+def _track(sequence: Path, config: Config) -> tuple[TrackSet, dict]:
     from reid_merge.models.embedding import resolve_device
     from reid_merge.models.tracking import load_detector
 
@@ -115,7 +118,7 @@ def _track(sequence: Path, config: Config) -> tuple[TrackSet, object, dict]:
     device = resolve_device(config.device)
     detector, detector_info = load_detector(config.detector)
     start = time.perf_counter()
-    raw, crops, _ = track_and_sample(
+    raw, _, _ = track_and_sample(
         info,
         detector,
         detector_info,
@@ -125,7 +128,7 @@ def _track(sequence: Path, config: Config) -> tuple[TrackSet, object, dict]:
         Reporter(),
         Stopwatch(),
     )
-    return raw, crops, {"seconds": time.perf_counter() - start, "detector": detector_info.name}
+    return raw, {"seconds": time.perf_counter() - start, "detector": detector_info.name}
 
 
 def _embed(crops: list[np.ndarray], config: Config) -> np.ndarray:
@@ -267,18 +270,20 @@ def swap_table(sequences: list[Path], args: argparse.Namespace, base: Config) ->
     SWAP_TOLERANCE_FRAMES of the swap, and share of tracks without a swap cut, over seeds.
 
     Each swap makes two impure tracks; each counts as found when a cut of it (or of a part of
-    it) lies within the tolerance of the swap. `cuttable` counts the impure tracks with at least
-    `impurity.MIN_CROPS_EACH_SIDE` crops on each side of the swap: the others cannot be judged by
-    their crops at all.
+    it) lies within the tolerance of the swap. `judgeable` counts the impure tracks with at least
+    `encounters.MIN_CROPS_EACH_SIDE` usable boxes (`crops.box_quality` above 0: big enough, in
+    the picture, not wholly behind somebody) on each side of the swap: the others cannot be
+    judged by any crops at all. `cuttable` counts those whose sampled crops have as many.
     """
     rows = []
     for sequence in sequences:
         info = probe_video(sequence)
         for name, config in schemes(args, base):
             config = dataclasses.replace(config, split_impure=True)
-            impure = found = cuttable = clean = cut_clean = cuts = 0
+            impure = found = judgeable = cuttable = clean = cut_clean = cuts = 0
             for seed in range(args.seeds):
                 swapped, swaps, crops, features = swapped_features(sequence, seed, config, args.cache)
+                usable = usable_boxes(swapped, info.width, info.height, config)
                 outcome = decide_merge(swapped, crops, features, config, info.fps, (info.width, info.height))
                 root = {int(t): int(t) for t in swapped.track_ids}
                 for split in outcome.splits:
@@ -296,6 +301,8 @@ def swap_table(sequences: list[Path], args: argparse.Namespace, base: Config) ->
                         found += any(abs(f - swap.frame) <= SWAP_TOLERANCE_FRAMES for f in frames)
                         mine = crops.frame[crops.track_id == track]
                         cuttable += min((mine < swap.frame).sum(), (mine >= swap.frame).sum()) >= MIN_CROPS_EACH_SIDE
+                        boxes = swapped.frame[usable & (swapped.track_id == track)]
+                        judgeable += min((boxes < swap.frame).sum(), (boxes >= swap.frame).sum()) >= MIN_CROPS_EACH_SIDE
                 pure = [int(t) for t in swapped.track_ids if int(t) not in swapped_ids]
                 clean += len(pure)
                 cut_clean += sum(t in cut_frames for t in pure)
@@ -304,15 +311,26 @@ def swap_table(sequences: list[Path], args: argparse.Namespace, base: Config) ->
                     "sequence": sequence.name,
                     "scheme": name,
                     "swapped tracks": impure,
+                    "judgeable": judgeable,
                     "cuttable": cuttable,
                     f"found (within {SWAP_TOLERANCE_FRAMES} frames)": found / impure if impure else float("nan"),
-                    "found of cuttable": found / cuttable if cuttable else float("nan"),
+                    "found of judgeable": found / judgeable if judgeable else float("nan"),
                     "tracks without a swap": clean,
                     "cut by mistake": cut_clean / clean if clean else float("nan"),
                     "cuts": cuts,
                 }
             )
     return rows
+
+
+def usable_boxes(tracks: TrackSet, width: int, height: int, config: Config) -> np.ndarray:
+    """`(n,)` True for the boxes whose crop the sampler could take (`crops.box_quality` above 0)."""
+    usable = np.zeros(len(tracks), dtype=bool)
+    for frame in np.unique(tracks.frame):
+        rows = np.flatnonzero(tracks.frame == frame)
+        quality = box_quality(tracks.xyxy[rows], width, height, config.min_crop_height, config.crop_max_covered)
+        usable[rows] = quality > 0
+    return usable
 
 
 def best_possible_labels(raw: TrackSet, gt: TrackSet, iou_threshold: float = 0.5) -> np.ndarray:

@@ -95,7 +95,7 @@ def download_to(
     target: Path,
     sources: Sequence[Source],
     *,
-    verify: Callable[[Path], None] | None = None,
+    verify: Callable[[Path], object] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     deadline: float = DEFAULT_DEADLINE,
     progress: Progress | None = None,
@@ -300,7 +300,7 @@ def fetch_model(
     entry: ModelEntry,
     folder: Path | None = None,
     *,
-    verify: Callable[[Path], None],
+    verify: Callable[[Path], object],
     force: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     deadline: float = DEFAULT_DEADLINE,
@@ -358,7 +358,7 @@ def fetch_model(
     return path, True
 
 
-def obtain_auto_reid(verify: Callable[[Path], None], folder: Path | None = None) -> Path | None:
+def obtain_auto_reid(verify: Callable[[Path], object], folder: Path | None = None) -> Path | None:
     """What `--reid-model auto` uses when no OSNet is in the cache: `registry.AUTO_REID`,
     downloaded now when the machine is online; None when offline or when the download fails
     (the caller then falls back to the offline model and says so). `verify` as for `fetch_model`.

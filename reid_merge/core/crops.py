@@ -3,8 +3,8 @@
 The sampler sees each frame once (while the tracker does), scores every box for how useful
 its crop is (big enough, inside the frame, not hidden behind another person) and keeps,
 per track, the best box of each time slot. Slots double in length when a track outlives
-them, so a track keeps at most ``2 K`` candidate crops however long it lives, and the final
-K are spread evenly over its life.
+them, so a track keeps at most ``2 K`` candidate crops however long it lives (and a dozen
+beside its encounters, below), and the final K are spread evenly over its life.
 
 A track that met somebody (`encounters`) may hold two people, the tracker having swapped them
 there, and its crops are the only evidence (`impurity`). Where the even spread leaves fewer

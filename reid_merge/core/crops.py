@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.core.encounters import MIN_CROPS_EACH_SIDE, box_jump, close_boxes
+from reid_merge.core.encounters import MIN_CROPS_EACH_SIDE, box_jump, near_another
 from reid_merge.core.tracks import TrackSet
 
 STORED_CROP_HEIGHT = 256  # the embedder's input height: larger crops are shrunk on arrival
@@ -141,7 +141,7 @@ class _Candidate:
     frame: int
     quality: float
     crop: np.ndarray
-    alone: bool = True  # no other track's box close to it (`encounters.close_boxes`)
+    alone: bool = True  # no other track's box close to it (`encounters.near_another`)
 
 
 @dataclass
@@ -160,7 +160,7 @@ class _Slots:
     slots: list[_Candidate | None] = field(default_factory=list)
 
     def rank(self, quality: float, alone: bool) -> float:
-        return quality + (1.0 if self.prefer_alone and alone and quality > 0 else 0.0)
+        return quality + (1.0 if self.prefer_alone and alone else 0.0)
 
     def wants(self, quality: float, alone: bool) -> bool:
         """Whether the next detection would be kept (call `put` next)."""
@@ -300,9 +300,7 @@ class CropSampler:
             self._finish_stale(frame)
         height, width = image.shape[:2]
         quality = box_quality(detections.xyxy, width, height, self.min_crop_height, self.max_covered)
-        near = np.zeros(len(detections), dtype=bool)
-        for rows in close_boxes(detections.xyxy):
-            near[rows] = True
+        near = near_another(detections)
         for i in range(len(detections)):
             state = self._tracks.get(int(detections.track_id[i]))
             if state is None:

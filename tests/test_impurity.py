@@ -64,3 +64,21 @@ def test_a_new_look_that_nobody_met_had_is_not_cut() -> None:
         features[changed] = rng.normal(size=32) + 0.35 * rng.normal(size=(int(changed.sum()), 32))
         features[changed] /= np.linalg.norm(features[changed], axis=1, keepdims=True)
         assert find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=0.005) == []
+
+
+def test_a_new_look_only_a_little_like_somebody_met_is_not_cut() -> None:
+    """After its encounter track 1 looks unlike itself and a little like track 2 (as when
+    somebody walks in front of it): more like track 2 than like its own earlier side, yet far
+    less alike than one person across a place is, so nobody took the ID over."""
+    for seed in range(3):
+        tracks, features, crop_track, crop_frame = crossing_scene(swap=False, seed=seed)
+        rng = np.random.default_rng(200 + seed)
+        changed = (crop_track == 1) & (crop_frame >= 31)
+        track_2 = features[(crop_track == 2) & (crop_frame < 31)].mean(axis=0)
+        new_look = rng.normal(size=32)
+        new_look /= np.linalg.norm(new_look)
+        features[changed] = (
+            0.4 * track_2 / np.linalg.norm(track_2) + new_look + 0.35 * rng.normal(size=(int(changed.sum()), 32))
+        )
+        features[changed] /= np.linalg.norm(features[changed], axis=1, keepdims=True)
+        assert find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=0.005) == []

@@ -11,12 +11,14 @@ met nobody (one person on both sides) shows what one person scores; the margin b
 that share a frame shows what two people score. A cut is made only where, over all the video's
 candidates at once, the estimated share of cuts through one person stays at most the target
 rate (the merge's false-discovery rule, mirrored) and the margin is likelier for two people
-than for one. Even then the cut is made only where the later side looks more like a person
-the track met there (as that person looked before) than like its own earlier side:
-a swap hands the ID to somebody it met, while a change of light or background changes the
-look of one person into nobody's in particular (docs/quality.md: on MOT16-09 with
-MobileNetV2 this took clean tracks cut by mistake from 12% to 4%). The two sides are then
-never joined again; otherwise they go through the merge like any other fragment.
+than for one. Even then the cut is made only where the later side looks like a person the track met
+there (as that person looked before): more than like its own earlier side, and as much as
+one person looks like themselves across a place of a track rather than as two people who
+share a frame look alike. A swap hands the ID to somebody it met, while a change of light,
+of background or of who walks in front changes the look of one person into nobody's in
+particular (docs/quality.md: on MOT16-09 with OSNet this took clean tracks cut by mistake
+from 6% to 1%). The two sides are then never joined again; otherwise they go through the
+merge like any other fragment.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ MAX_ROUNDS = 4
 class Split:
     """Track `track_id` becomes `new_track_id` from frame `frame` on.
 
-    `margin` is how far the two sides' split margin (`split_margin`) lies above what one person
+    `margin` is how far the two sides' split margin (`split_sides`) lies above what one person
     shows in this video, in spreads of that (larger: surer).
     """
 
@@ -65,32 +67,36 @@ def within_similarity(features: FloatArray) -> float:
     return float(((features @ features.T).sum() - np.trace(features @ features.T)) / (k * (k - 1))) if k > 1 else np.nan
 
 
-def split_margin(features: FloatArray, crop_frame: IntArray, cut: int) -> float:
-    """How much less alike the crops before frame `cut` are to those from it on than each side is
-    to itself: mean within-side similarity minus mean across similarity. Measured against each
-    track's own consistency, so a person who looks alike from every side and one who does not
-    score on one scale. NaN when either side has fewer than MIN_CROPS_EACH_SIDE crops.
+def split_sides(features: FloatArray, crop_frame: IntArray, cut: int) -> tuple[float, float]:
+    """`(margin, across)` of dividing the crops at frame `cut`. `across` is the mean similarity of
+    the crops before it to those from it on; the split margin is how much less alike that is
+    than each side is to itself (mean within-side similarity minus `across`): measured against
+    each track's own consistency, so a person who looks alike from every side and one who does
+    not score on one scale. NaNs when either side has fewer than MIN_CROPS_EACH_SIDE crops.
 
     >>> f = np.array([[1.0, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 1]])
-    >>> split_margin(f, np.arange(6), 3), split_margin(f, np.arange(6), 2)
-    (1.0, nan)
+    >>> split_sides(f, np.arange(6), 3), split_sides(f, np.arange(6), 2)
+    ((1.0, 0.0), (nan, nan))
     """
     before, after = crop_frame < cut, crop_frame >= cut
     if before.sum() < MIN_CROPS_EACH_SIDE or after.sum() < MIN_CROPS_EACH_SIDE:
-        return float("nan")
+        return float("nan"), float("nan")
     within = (within_similarity(features[before]) + within_similarity(features[after])) / 2.0
-    return within - float(np.mean(features[before] @ features[after].T))
+    across = float(np.mean(features[before] @ features[after].T))
+    return within - across, across
 
 
-def two_person_margins(
+def two_people(
     features: FloatArray, owner: IntArray, num_tracks: int, shared_frame: npt.NDArray[np.bool_]
-) -> FloatArray:
-    """The margin a split would show if its two sides were two people: for tracks that share a
-    frame, the mean of their within-track similarities minus their mean similarity to each other."""
+) -> tuple[FloatArray, FloatArray]:
+    """`(margins, across)` that a split would show if its two sides were two people: for each
+    pair of tracks that share a frame, their mean similarity to each other, and the mean of their
+    within-track similarities minus that."""
     within = np.array([within_similarity(features[owner == i]) for i in range(num_tracks)])
     across = track_similarity(features, owner, num_tracks, "mean")
     margins = (within[:, None] + within[None, :]) / 2.0 - across
-    return margins[np.triu(shared_frame, k=1)]
+    pairs = np.triu(shared_frame, k=1)
+    return margins[pairs], across[pairs]
 
 
 @dataclass(frozen=True)
@@ -104,14 +110,15 @@ class _Place:
 
 def _places(
     part_id: int, part: TrackSet, near: npt.NDArray[np.bool_], features: FloatArray, crop_frame: IntArray
-) -> tuple[list[_Place], list[float]]:
-    """The candidate places of one part of a track, and the margins at every place between two
+) -> tuple[list[_Place], list[tuple[float, float]]]:
+    """The candidate places of one part of a track, and `split_sides` at every place between two
     of its crops (one person on both sides, unless the part is impure)."""
     candidates = [
-        _Place(part_id, int(cut), split_margin(features, crop_frame, int(cut))) for cut in encounter_frames(part, near)
+        _Place(part_id, int(cut), split_sides(features, crop_frame, int(cut))[0])
+        for cut in encounter_frames(part, near)
     ]
-    references = [split_margin(features, crop_frame, int(cut)) for cut in np.unique(crop_frame)[1:]]
-    return [c for c in candidates if np.isfinite(c.margin)], [r for r in references if np.isfinite(r)]
+    references = [split_sides(features, crop_frame, int(cut)) for cut in np.unique(crop_frame)[1:]]
+    return [c for c in candidates if np.isfinite(c.margin)], [r for r in references if np.isfinite(r[0])]
 
 
 def _met(
@@ -146,16 +153,29 @@ def _met(
     return {int(p) for p in part_of[others] if int(p) != place.track_id}
 
 
-def _took_over(place: _Place, met: set[int], unit: FloatArray, crop_part: IntArray, crop_frame: IntArray) -> bool:
-    """Whether the later side looks more like somebody met at the place (as they were before
-    it) than like the earlier side: what a swap does, and a change of light or background does
-    not. False when nobody met there has enough crops before it to tell."""
+def _took_over(
+    place: _Place,
+    met: set[int],
+    unit: FloatArray,
+    crop_part: IntArray,
+    crop_frame: IntArray,
+    one_person: ScoreModel,
+    two_persons: ScoreModel,
+) -> bool:
+    """Whether the later side looks like somebody met at the place (as they were before it):
+    more than like the earlier side, and with a similarity likelier for one person across a
+    place (`one_person`) than for two people who share a frame (`two_persons`). What a swap
+    does, and a change of light, of background or of who walks in front does not. False when
+    nobody met there has enough crops before it to tell."""
     mine = crop_part == place.track_id
     after = unit[mine & (crop_frame >= place.frame)]
     stays = float(np.mean(after @ unit[mine & (crop_frame < place.frame)].T))
     for other in met:
         theirs = unit[(crop_part == other) & (crop_frame < place.frame)]
-        if len(theirs) >= MIN_CROPS_EACH_SIDE and float(np.mean(after @ theirs.T)) > stays:
+        if len(theirs) < MIN_CROPS_EACH_SIDE:
+            continue
+        alike = np.array(np.mean(after @ theirs.T))
+        if alike > stays and one_person.log_density(alike) > two_persons.log_density(alike):
             return True
     return False
 
@@ -194,14 +214,15 @@ def find_impure_tracks(
     if adapt is not None:
         whitening = fit_within_track_whitening(unit, _stretches(tracks, near, crop_track, crop_frame), *adapt)
         unit = np.asarray(whitening.project(unit), dtype=np.float64) if whitening is not None else unit
-    different = ScoreModel.fit(two_person_margins(unit, owner, len(track_ids), cooccurrence(tracks, track_ids)))
-    if different is None:
+    margins_apart, across_apart = two_people(unit, owner, len(track_ids), cooccurrence(tracks, track_ids))
+    different, two_persons = ScoreModel.fit(margins_apart), ScoreModel.fit(across_apart)
+    if different is None or two_persons is None:
         return splits
     part_of, crop_part = tracks.track_id.copy(), crop_track.copy()
     next_id = int(track_ids.max()) + 1
     for _ in range(MAX_ROUNDS):
         candidates: list[_Place] = []
-        references: list[float] = []
+        references: list[tuple[float, float]] = []
         for part_id in np.unique(part_of):
             rows = np.flatnonzero(part_of == part_id)
             rows = rows[np.argsort(tracks.frame[rows], kind="stable")]
@@ -210,17 +231,26 @@ def find_impure_tracks(
             if found:  # the best-supported place of each part; the others wait for the next round
                 candidates.append(max(found, key=lambda place: place.margin))
             references += reference
-        same = ScoreModel.fit(np.array(references))
+        margins, across = np.array(references).reshape(-1, 2).T
+        same, one_person = ScoreModel.fit(margins), ScoreModel.fit(across)
         if same is not None:  # references of few tracks claim more certainty than they have
             same = ScoreModel(same.centre, max(same.spread, different.spread / 2), same.pairs)
-        if same is None or not candidates or same.centre >= different.centre:
+        if same is None or one_person is None or not candidates or same.centre >= different.centre:
             break
         # Every candidate counts in the false-discovery rule; a confident one is cut only if
         # somebody met there took the track over.
         cuts = [
             place
             for place in _confident(candidates, same, different, false_rate)
-            if _took_over(place, _met(place, tracks.frame, near, part_of, close), unit, crop_part, crop_frame)
+            if _took_over(
+                place,
+                _met(place, tracks.frame, near, part_of, close),
+                unit,
+                crop_part,
+                crop_frame,
+                one_person,
+                two_persons,
+            )
         ]
         if not cuts:
             break

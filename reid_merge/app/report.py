@@ -49,7 +49,7 @@ class ReportData:
         track_ids: `(N,)` sorted raw track IDs.
         person_ids: `(N,)` person of each track.
         track_frames: N arrays, the frames where each track has a box (1-based).
-        thumbnails: N lists of ``(frame, jpeg bytes)``: the crops compared for each track.
+        thumbnails: N lists of ``(frame, jpeg bytes)``: the crops taken for each track.
         similarity: `(N, N)` the similarity the clustering used, ``1 - distance``; NaN where a
             track was held apart for want of evidence (no crops, likely false positive).
         cannot_link: `(N, N)` pairs that could never be one person (a shared frame, or an
@@ -191,7 +191,7 @@ def render_report(data: ReportData) -> str:
         f'<img class="chart" id="histogram" alt="similarity histogram" src="{charts["histogram"]}"></section>',
         _cuts_section(data),
         '<section id="persons"><h2>Persons</h2>'
-        "<p>The crops compared for each raw track, grouped by person. A person whose rows show two "
+        "<p>The crops taken for each raw track, grouped by person. A person whose rows show two "
         "different people is a wrong merge: split the odd track out with <code>--split</code>.</p>",
         *(_person_gallery(data, person) for person in persons),
         "</section>",

@@ -164,7 +164,11 @@ def report_data(
         ("frames", str(summary.get("frames", ""))),
         ("raw tracks", str(summary.get("raw_tracks", len(ids)))),
         ("persons", str(len(set(mapping.values())))),
-        ("crops compared", f"{len(cache.crop_track)} (up to {params.get('crops_per_track', '?')} per track)"),
+        (
+            "crops taken",
+            f"{len(cache.crop_track)} (the merge compares up to {params.get('crops_per_track', '?')} per track;"
+            " a few more beside encounters judge the cuts)",
+        ),
         ("tracks without crops", str(similarity.get("tracks_without_crops", ""))),
         (
             "tracks left alone, too few crops",

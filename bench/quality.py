@@ -50,7 +50,7 @@ from reid_merge.models.tracking import check_tracker_config
 ROOT = Path(__file__).resolve().parents[1]
 # Settings that shape the raw tracks, the crops a merge starts from, and the features (cache keys).
 TRACKING = ("detector", "tracker", "detection_confidence", "image_size")
-CROPPING = ("crops_per_track", "min_crop_height", "crop_max_covered")
+CROPPING = ("crops_per_track", "min_crop_height", "crop_max_covered", "split_impure")
 EMBEDDING = ("reid_model", "reid_weights")
 #: The re-identification model of record for measuring, when ../shared/weights is there.
 SHARED_OSNET = ROOT.parent / "shared" / "weights" / "osnet_x0_25_msmt17.pth"

@@ -115,6 +115,21 @@ def test_a_track_that_met_somebody_has_crops_on_both_sides_of_every_place() -> N
     assert (np.diff(mine) > 0).all()  # no frame twice
 
 
+def test_without_cutting_only_the_spread_is_taken() -> None:
+    rows = _meeting_twice()
+    crops = {}
+    for beside in (True, False):
+        sampler = CropSampler(crops_per_track=16, beside_encounters=beside)
+        for f in range(1, 201):
+            sampler.update(_frame(), tracks_from_rows([r for r in rows if r[0] == f]))
+        crops[beside] = sampler.finish()
+    with_cuts, without = crops[True], crops[False]
+    assert without.spread.all() and len(without) < len(with_cuts)
+    # Nothing the merge compares changes: the same spread crops, frame for frame.
+    assert without.frame.tolist() == with_cuts.frame[with_cuts.spread].tolist()
+    assert without.track_id.tolist() == with_cuts.track_id[with_cuts.spread].tolist()
+
+
 def test_the_crops_kept_beside_encounters_are_bounded() -> None:
     sampler = CropSampler(crops_per_track=6)
     for f in range(1, 2001):

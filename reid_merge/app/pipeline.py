@@ -210,7 +210,7 @@ def track_and_sample(
     """
     from reid_merge.models.tracking import track_frames  # ultralytics: off the start-up path
 
-    sampler = CropSampler(config.crops_per_track, config.min_crop_height, config.crop_max_covered)
+    sampler = crop_sampler(config)
     per_frame: list[TrackSet] = []
     frames = 0
     reporter.start("track", info.num_frames)
@@ -269,12 +269,22 @@ def merge_tracks_file(
         return _merge_and_write(run, raw, crops, embedder, run.info.num_frames, staged, write_raw=False)
 
 
+def crop_sampler(config: Config) -> CropSampler:
+    """The sampler `config` asks for; the crops beside encounters only when tracks may be cut."""
+    return CropSampler(
+        config.crops_per_track,
+        config.min_crop_height,
+        config.crop_max_covered,
+        beside_encounters=config.split_impure,
+    )
+
+
 def sample_crops(info: VideoInfo, tracks: TrackSet, config: Config, reporter: Reporter) -> tuple[CropSet, int]:
     """Decode the video up to the tracks' last frame and sample crops of every track.
 
     Returns the crops and the last frame decoded.
     """
-    sampler = CropSampler(config.crops_per_track, config.min_crop_height, config.crop_max_covered)
+    sampler = crop_sampler(config)
     order = np.argsort(tracks.frame, kind="stable")
     sorted_frames = tracks.frame[order]
     last_frame = int(sorted_frames[-1]) if len(tracks) else 0

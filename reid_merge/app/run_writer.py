@@ -166,8 +166,8 @@ def report_data(
         ("persons", str(len(set(mapping.values())))),
         (
             "crops taken",
-            f"{len(cache.crop_track)} (the merge compares up to {params.get('crops_per_track', '?')} per track;"
-            " a few more beside encounters judge the cuts)",
+            f"{len(cache.crop_track)} (the merge compares up to {params.get('crops_per_track', '?')} per track"
+            + ("; a few more beside encounters judge the cuts)" if params.get("split_impure", True) else ")"),
         ),
         ("tracks without crops", str(similarity.get("tracks_without_crops", ""))),
         (

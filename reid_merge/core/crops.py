@@ -216,6 +216,7 @@ class _TrackCrops:
     life: _Slots
     before_first: _Slots
     after_last: _Slots
+    beside_encounters: bool = True  # False: the life's crops only, encounters not followed
     last_frame: int = 0
     last_box: npt.NDArray[np.float64] | None = None
     in_encounter: bool = False
@@ -227,6 +228,9 @@ class _TrackCrops:
 
     def see(self, frame: int, box: npt.NDArray[np.float64], near: bool) -> None:
         """Follow the encounters with one more detection, before its crop is offered."""
+        if not self.beside_encounters:
+            self.last_frame = frame
+            return
         jump = float(box_jump(self.last_box, box)) if self.last_box is not None else None
         self.last_frame, self.last_box = frame, box
         if near and not self.in_encounter:
@@ -244,7 +248,7 @@ class _TrackCrops:
 
     def offer(self, quality: float, alone: bool, frame: int, cut: Callable[[], np.ndarray]) -> None:
         """The crop of the detection just seen, cut only if some stretch keeps it."""
-        pools = (self.life, self.after_last)
+        pools = (self.life, self.after_last) if self.beside_encounters else (self.life,)
         wanted = [pool.wants(quality, alone) for pool in pools]
         candidate = _Candidate(frame, quality, cut(), alone) if any(wanted) else None
         for pool, wants in zip(pools, wanted):
@@ -270,6 +274,7 @@ class CropSampler:
     A track unseen for `stale_after` frames is finished early: its crops are chosen and the
     spare candidates freed, so memory follows the tracks alive at once, not the video's
     length. A track ID that comes back after that keeps the crops of its earlier life.
+    Without `beside_encounters` (no track will be cut) only the K spread crops are taken.
     """
 
     def __init__(
@@ -278,6 +283,7 @@ class CropSampler:
         min_crop_height: float = 32.0,
         max_covered: float = 1.0,
         stale_after: int = 300,
+        beside_encounters: bool = True,
     ) -> None:
         if crops_per_track < 1:
             raise ValueError(f"crops_per_track must be >= 1, got {crops_per_track}")
@@ -285,6 +291,7 @@ class CropSampler:
         self.min_crop_height = min_crop_height
         self.max_covered = max_covered
         self.stale_after = stale_after
+        self.beside_encounters = beside_encounters
         # Crops kept from before a track's first encounter and from after its last: enough to
         # judge both sides (impurity), and at most a third of the track's crops each.
         self._each_side = min(MIN_CROPS_EACH_SIDE, crops_per_track // 3)
@@ -306,7 +313,10 @@ class CropSampler:
             if state is None:
                 ends = 2 * self._each_side
                 state = self._tracks[int(detections.track_id[i])] = _TrackCrops(
-                    _Slots(2 * self.crops_per_track), _Slots(ends, prefer_alone=True), _Slots(ends, prefer_alone=True)
+                    _Slots(2 * self.crops_per_track),
+                    _Slots(ends, prefer_alone=True),
+                    _Slots(ends, prefer_alone=True),
+                    self.beside_encounters,
                 )
             if state.final is not None:
                 continue

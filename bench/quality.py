@@ -35,14 +35,14 @@ import numpy as np
 from oracle import cut_into_fragments, pairwise_scores
 
 from reid_merge.app.config import Config
-from reid_merge.app.pipeline import decide_merge, fill_person_gaps, sample_crops, track_and_sample
+from reid_merge.app.pipeline import decide_merge, fill_person_gaps, gap_fill_rule, sample_crops, track_and_sample
 from reid_merge.app.results import Reporter
 from reid_merge.app.run_writer import Stopwatch
 from reid_merge.core.clustering import cluster_tracks
 from reid_merge.core.crops import box_quality
 from reid_merge.core.encounters import MIN_CROPS_EACH_SIDE, close_pairs
-from reid_merge.core.tracks import TrackSet, cooccurrence
-from reid_merge.eval.scores import GroundTruth, box_iou, evaluate, read_ground_truth
+from reid_merge.core.tracks import TrackSet, box_iou, cooccurrence
+from reid_merge.eval.scores import GroundTruth, evaluate, read_ground_truth
 from reid_merge.io.tracks_io import as_written
 from reid_merge.io.video import probe_video
 from reid_merge.models.tracking import check_tracker_config
@@ -466,12 +466,14 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
             upper = best_possible_labels(raw, gt.targets)
             mapping = {int(t): int(label_) + 1 for t, label_ in zip(raw.track_ids, upper)}
             # The ceiling of a merge, gap-filled as the base settings fill one: what a merge could reach.
-            best = score_row("best possible merge", fill_person_gaps(raw.relabel(mapping), base, fps)[0], gt)
+            filled = fill_person_gaps(raw.relabel(mapping), base, fps, gap_fill_rule(raw, base))[0]
+            best = score_row("best possible merge", filled, gt)
             rows.append({"input": label, **best})
             for name, config in schemes(args, base):
                 raw, crops, features, _ = tracked(source, config, args.cache)
                 outcome = decide_merge(raw, crops, features, config, fps, (info.width, info.height))
-                merged, _ = fill_person_gaps(outcome.tracks.relabel(outcome.mapping), config, fps)
+                rule = gap_fill_rule(raw, config)
+                merged, _ = fill_person_gaps(outcome.tracks.relabel(outcome.mapping), config, fps, rule)
                 row = score_row(name, merged, gt)
                 possible = best["IDF1"] - raw_scores["IDF1"]
                 row["share of possible IDF1 gain"] = (

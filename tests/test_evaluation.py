@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_merge.core.tracks import TrackSet
+from reid_merge.core.tracks import TrackSet, box_iou
 from reid_merge.errors import InputError, UsageError
-from reid_merge.eval.scores import GroundTruth, TrackingScores, box_iou, evaluate, read_ground_truth
+from reid_merge.eval.scores import GroundTruth, TrackingScores, evaluate, read_ground_truth
 from reid_merge.io.tracks_io import read_mot, write_mot
 from tests.cli_helpers import reid_merge
 from tests.data_paths import SHARED_DATA

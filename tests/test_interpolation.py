@@ -103,3 +103,23 @@ def test_filled_boxes_only_in_a_persons_missing_frames_inside_the_span(
         preceding = own[np.searchsorted(own, added) - 1]
         assert (following - preceding - 1 <= max_gap).all()
     assert (filled.xyxy[:, 2] > filled.xyxy[:, 0]).all() and (filled.xyxy[:, 3] > filled.xyxy[:, 1]).all()
+
+
+def test_sure_filling_bridges_only_gaps_between_sure_boxes() -> None:
+    walk = walking_track(1, range(1, 11)) + walking_track(1, range(15, 25))
+    scores = [0.3 if frame == 10 else 0.9 for frame, *_ in walk]  # unsure where the track was lost
+    tracks = TrackSet.from_arrays([r[0] for r in walk], [r[1] for r in walk], [r[2:] for r in walk], scores)
+    assert fill_gaps(tracks, 5, 25)[1].sum() == 4
+    assert fill_gaps(tracks, 5, 25, sure_score=0.3)[1].sum() == 4
+    assert not fill_gaps(tracks, 5, 25, sure_score=0.5)[1].any()
+
+
+def test_sure_filling_puts_no_box_onto_another_tracks() -> None:
+    walk = walking_track(1, range(1, 11)) + walking_track(1, range(15, 25))
+    # Another track holds the box where person 1 would be in frames 12 and 13: the same person
+    # tracked twice, or somebody in front. Either way a filled box there would be a second box.
+    double = [row for row in walking_track(2, range(12, 14))]
+    filled, mask = fill_gaps(tracks_from_rows(walk + double), 5, 25)
+    assert sorted(filled.frame[mask & (filled.track_id == 1)].tolist()) == [11, 12, 13, 14]
+    filled, mask = fill_gaps(tracks_from_rows(walk + double), 5, 25, sure_score=0.5)
+    assert sorted(filled.frame[mask].tolist()) == [11, 14]

@@ -8,11 +8,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reid_merge.app.config import Config
-from reid_merge.app.pipeline import decide_merge, fill_person_gaps
+from reid_merge.app.config import FILL_RULES, Config
+from reid_merge.app.pipeline import decide_merge, fill_person_gaps, gap_fill_rule
 from reid_merge.core.crops import CropSet
 from reid_merge.core.tracks import TrackSet, cooccurrence
-from tests.builders import crossing_scene
+from tests.builders import crossing_scene, tracks_from_rows, walking_track
 
 
 def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.ndarray]:
@@ -57,6 +57,7 @@ def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.nda
     split_impure=st.booleans(),
     min_crops=st.integers(1, 4),
     max_gap_seconds=st.floats(0.0, 3.0),
+    fill_rule=st.sampled_from(FILL_RULES),
 )
 def test_no_setting_puts_cooccurring_tracks_in_one_person(
     seed: int,
@@ -72,6 +73,7 @@ def test_no_setting_puts_cooccurring_tracks_in_one_person(
     split_impure: bool,
     min_crops: int,
     max_gap_seconds: float,
+    fill_rule: str,
 ) -> None:
     tracks, crops, features = _random_scene(seed, num_tracks)
     config = dataclasses.replace(
@@ -87,6 +89,7 @@ def test_no_setting_puts_cooccurring_tracks_in_one_person(
         split_impure=split_impure,
         min_crops_to_merge=min_crops,
         fill_max_gap_seconds=max_gap_seconds,
+        fill_rule=fill_rule,
     )
     outcome = decide_merge(tracks, crops, features, config, fps=25.0)
     merged = outcome.tracks.relabel(outcome.mapping)
@@ -96,7 +99,7 @@ def test_no_setting_puts_cooccurring_tracks_in_one_person(
     assert not (together & (person[:, None] == person[None, :])).any()
     assert sorted(set(person.tolist())) == list(range(1, len(set(person.tolist())) + 1))
     # Gap filling after the merge keeps it so, and boxes a person only inside their span.
-    filled, is_filled = fill_person_gaps(merged, config, fps=25.0)
+    filled, is_filled = fill_person_gaps(merged, config, 25.0, gap_fill_rule(tracks, config))
     assert len(filled.duplicate_rows()) == 0
     assert len(filled[~is_filled]) == len(merged)
     for p in merged.track_ids:
@@ -156,3 +159,17 @@ def test_a_swapped_track_is_cut_and_the_halves_of_each_person_joined_again() -> 
     assert person[1] == person[10] and person[2] == person[9]  # who walked on is found again
     off = decide_merge(tracks, crops, features, dataclasses.replace(config, split_impure=False), fps=25.0)
     assert off.splits == [] and len(off.track_ids) == 8
+
+
+def test_gaps_are_filled_only_between_sure_boxes_where_the_tracker_starts_tracks_on_unsure_ones() -> None:
+    walks = walking_track(1, range(1, 30)) + walking_track(2, range(1, 30), x0=300.0)
+    sure = tracks_from_rows(walks)
+    scores = np.where(sure.track_id == 2, np.where(sure.frame == 1, 0.3, 0.9), 0.9)  # track 2 begins unsure
+    unsure = TrackSet(sure.frame, sure.track_id, sure.xyxy, scores)
+    config = Config()
+    assert config.fill_rule == "auto"
+    assert gap_fill_rule(sure, config) == "all"
+    assert gap_fill_rule(unsure, config) == "sure"
+    assert gap_fill_rule(unsure, dataclasses.replace(config, fill_rule="all")) == "all"
+    assert gap_fill_rule(sure, dataclasses.replace(config, fill_rule="sure")) == "sure"
+    assert gap_fill_rule(unsure, dataclasses.replace(config, fill_gaps=False)) == "none"

@@ -134,6 +134,7 @@ def test_apply_fills_the_gaps_of_the_persons_it_makes(run_dir: Path) -> None:
     apply_plan(run_dir, merges=[[1, 3]])
     assert filled_frames(run_dir) == {1: [21, 22]}
     assert "boxes filled" in (run_dir / "report.html").read_text()
+    assert json.loads((run_dir / "tracks.json").read_text())["summary"]["gaps_filled"] == "all"
 
 
 def report_persons(run: Path) -> int:
@@ -421,6 +422,11 @@ def test_relative_video_in_a_plan_is_beside_the_run(
         ("tracks", lambda d: d.update(evaluation="high"), "expected 'evaluation' to be a JSON dict"),
         ("tracks", lambda d: d["summary"].update(frames=1.5), "summary.frames: expected an integer"),
         ("tracks", lambda d: d.update(splits=[{"track_id": 1, "frame": 9}]), "expected 'splits' to be a list of"),
+        (
+            "tracks",
+            lambda d: d["summary"].update(gaps_filled="most"),
+            "summary.gaps_filled: expected one of none, all, sure",
+        ),
     ],
     ids=[
         "merge-not-a-list",
@@ -430,6 +436,7 @@ def test_relative_video_in_a_plan_is_beside_the_run(
         "evaluation",
         "frames",
         "splits",
+        "gaps-filled",
     ],
 )
 def test_malformed_optional_fields_are_input_errors(run_dir: Path, where: str, edit, message: str) -> None:

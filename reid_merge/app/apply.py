@@ -96,7 +96,7 @@ def apply_plan(
         if plan_path is not None:
             corrections.append({"plan": str(plan_path)})
         corrections += [{"split": int(t)} for t in splits] + [{"merge": [int(t) for t in g]} for g in merges]
-        merged, filled = refill(cache.tracks.relabel(mapping), document)
+        merged, filled, gaps_filled = refill(cache.tracks.relabel(mapping), document)
         persons = len(set(mapping.values()))
         gt = read_ground_truth(ground_truth) if ground_truth is not None else cache.ground_truth
 
@@ -138,6 +138,7 @@ def apply_plan(
             "persons": persons,
             "tracks_joined": joined,
             "boxes_filled": int(filled.sum()),
+            "gaps_filled": gaps_filled,
         },
         similarity={**document.similarity, **pair_distributions(cache.appearance, cache.track_ids, mapping)},
         corrections=corrections,
@@ -177,19 +178,30 @@ def apply_plan(
     )
 
 
-def refill(persons: TrackSet, document: RunDocument) -> tuple[TrackSet, npt.NDArray[np.bool_]]:
-    """Gap filling as the run did it (its tracks.json `parameters`), on corrected persons.
+def refill(persons: TrackSet, document: RunDocument) -> tuple[TrackSet, npt.NDArray[np.bool_], str]:
+    """Gap filling as the run did it (its tracks.json `parameters`, and which gaps its summary
+    says it filled), on corrected persons; and which gaps that is.
 
-    Runs from before gap filling have no such parameters and stay unfilled.
+    Runs from before gap filling have no such parameters and stay unfilled; runs from before
+    `fill_rule` filled every gap.
     """
     params = document.parameters
-    keys = ("fill_gaps", "fill_max_gap_seconds", "fill_method", "motion_slack_heights", "motion_heights_per_second")
+    keys = (
+        "fill_gaps",
+        "fill_max_gap_seconds",
+        "fill_method",
+        "short_track_score",
+        "motion_slack_heights",
+        "motion_heights_per_second",
+    )
     settings = {"fill_gaps": False, **{k: params[k] for k in keys if k in params}}
     try:  # the run's own file, but a file: a value edited into nonsense is a bad input, not a crash
         config = config_from_mapping(settings, f"{TRACKS_JSON} parameters")
     except UsageError as exc:
         raise InputError(str(exc)) from None
-    return fill_person_gaps(persons, config, float(document.video.get("fps") or 25.0))
+    rule = document.summary.get("gaps_filled", "all" if config.fill_gaps else "none")  # checked on reading
+    merged, filled = fill_person_gaps(persons, config, float(document.video.get("fps") or 25.0), rule)
+    return merged, filled, rule
 
 
 def check_same_video(info: VideoInfo, recorded: Mapping[str, Any], plan_file: Path) -> None:

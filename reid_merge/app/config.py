@@ -27,6 +27,11 @@ from reid_merge.core.interpolation import FILL_METHODS
 from reid_merge.core.similarity import AGGREGATIONS
 from reid_merge.errors import UsageError, excerpt
 
+#: Which gaps are filled: `auto` chooses `sure` where the tracker starts tracks on boxes it is
+#: unsure of, else `all` (`pipeline.gap_fill_rule`).
+FILL_RULES = ("auto", "all", "sure")
+GAPS_FILLED = ("none", "all", "sure")  # what a run filled (tracks.json summary.gaps_filled)
+
 #: Largest detector input side: a larger one only makes OpenCV and the detector fail to allocate.
 MAX_IMAGE_SIZE = 4096
 
@@ -244,6 +249,13 @@ class Config:
         "gap filling",
         f"How gaps are filled: {' or '.join(FILL_METHODS)} (Gaussian-smoothed interpolation).",
         valid=one_of(FILL_METHODS),
+    )
+    fill_rule: str = setting(
+        "auto",
+        "gap filling",
+        "Which gaps: all, sure (only between two boxes scoring at least --short-track-score, and no "
+        "box onto another track's), or auto (sure where some track begins on a box scoring less).",
+        valid=one_of(FILL_RULES),
     )
     write_video: bool = setting(True, "output", "Write annotated.mp4.", option="--write-video/--no-video")
 

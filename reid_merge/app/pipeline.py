@@ -41,7 +41,7 @@ from reid_merge.core.calibration import (
 from reid_merge.core.clustering import MAX_DISTANCE, any_between, cluster_tracks
 from reid_merge.core.crops import CropSampler, CropSet
 from reid_merge.core.impurity import Split, apply_splits, find_impure_tracks, split_apart
-from reid_merge.core.interpolation import fill_gaps
+from reid_merge.core.interpolation import fill_gaps, starts_unsure
 from reid_merge.core.motion import handover, reachable, track_ends
 from reid_merge.core.similarity import track_similarity
 from reid_merge.core.stitching import chains, clutter_density, crosses_the_edge, handover_model, stitch
@@ -476,7 +476,8 @@ def _merge_and_write(
         features = _embed(embedder, crops, config.embed_batch_size * 4, reporter)
     with clock.time("similarity + cluster"):
         outcome = decide_merge(raw, crops, features, config, run.info.fps, (run.info.width, run.info.height))
-    merged, filled = fill_person_gaps(outcome.tracks.relabel(outcome.mapping), config, run.info.fps)
+    gaps_filled = gap_fill_rule(raw, config)
+    merged, filled = fill_person_gaps(outcome.tracks.relabel(outcome.mapping), config, run.info.fps, gaps_filled)
     persons = len(set(outcome.mapping.values()))
     changes = merge_changes(outcome)
     for split in outcome.splits:
@@ -503,6 +504,7 @@ def _merge_and_write(
             "persons": persons,
             **changes,
             "boxes_filled": int(filled.sum()),
+            "gaps_filled": gaps_filled,
         },
         splits=[dataclasses.asdict(split) for split in outcome.splits],
         mapping=mapping_entries(outcome.mapping),
@@ -567,9 +569,10 @@ def merge_cache(
     )
 
 
-def fill_person_gaps(persons: TrackSet, config: Config, fps: float) -> tuple[TrackSet, np.ndarray]:
-    """The merged tracks with their gaps filled as `config` says, and `(n,)` True for filled boxes."""
-    max_gap_frames = round(config.fill_max_gap_seconds * fps) if config.fill_gaps else 0
+def fill_person_gaps(persons: TrackSet, config: Config, fps: float, rule: str) -> tuple[TrackSet, np.ndarray]:
+    """The merged tracks with their gaps filled as `config` and `rule` (`gap_fill_rule`) say,
+    and `(n,)` True for filled boxes."""
+    max_gap_frames = round(config.fill_max_gap_seconds * fps) if rule != "none" else 0
     return fill_gaps(
         persons,
         max_gap_frames,
@@ -577,7 +580,22 @@ def fill_person_gaps(persons: TrackSet, config: Config, fps: float) -> tuple[Tra
         config.motion_slack_heights,
         config.motion_heights_per_second,
         config.fill_method,  # type: ignore[arg-type]
+        sure_score=config.short_track_score if rule == "sure" else None,
     )
+
+
+def gap_fill_rule(raw: TrackSet, config: Config) -> str:
+    """Which gaps `config` fills for these raw tracks: none, all, or sure.
+
+    `auto` is `sure` where some raw track begins on a box scoring below `short_track_score`:
+    the tracker starts tracks on boxes it is unsure of, and then filled gaps are mostly false
+    detections and duplicates of a person tracked twice (docs/quality.md, "Gap filling").
+    """
+    if not config.fill_gaps:
+        return "none"
+    if config.fill_rule != "auto":
+        return config.fill_rule
+    return "sure" if starts_unsure(raw, config.short_track_score) else "all"
 
 
 def merge_changes(outcome: MergeOutcome) -> dict[str, Any]:

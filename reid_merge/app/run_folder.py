@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reid_merge import __version__
+from reid_merge.app.config import GAPS_FILLED
 from reid_merge.core.similarity import describe
 from reid_merge.core.tracks import TrackSet
 from reid_merge.errors import InputError, excerpt
@@ -162,6 +163,11 @@ def _check_run_document(document: Mapping[str, Any], path: Path) -> None:
     frames = document.get("summary", {}).get("frames", 0)
     if not (is_json_integer(frames) and frames >= 0):
         raise InputError(f"{path}: summary.frames: expected an integer >= 0, got {excerpt(frames)}")
+    gaps_filled = document.get("summary", {}).get("gaps_filled", "all")
+    if gaps_filled not in GAPS_FILLED:
+        raise InputError(
+            f"{path}: summary.gaps_filled: expected one of {', '.join(GAPS_FILLED)}, got {excerpt(gaps_filled)}"
+        )
     if not all(isinstance(note, str) for note in document.get("notes", [])):
         raise InputError(f"{path}: expected 'notes' to be a list of strings")
     cut_keys = ("track_id", "new_track_id", "frame")

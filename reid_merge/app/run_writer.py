@@ -184,6 +184,8 @@ def report_data(
         facts.append(("tracks joined into persons", str(summary["tracks_joined"])))
     if "boxes_filled" in summary:
         gap = f"gaps up to {params.get('fill_max_gap_seconds')} s" if params.get("fill_gaps") else "filling off"
+        if summary.get("gaps_filled") == "sure":
+            gap += f"; only between boxes scoring {params.get('short_track_score')} or more, none onto another track's"
         facts.append(("boxes filled (no detection; dashed in annotated.mp4)", f"{summary['boxes_filled']} ({gap})"))
     models = {
         role: f"{info.get('name', '?')} ({info.get('source', '')}), sha256 {str(info.get('sha256', ''))[:12]}"

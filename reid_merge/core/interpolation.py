@@ -11,6 +11,12 @@ after it could be one walk: the hand-over between the part before and the part a
 be plausible by the same rule the merge uses (`motion.reachable`, box heights per second).
 Filled boxes are marked: the returned mask, and a score of `FILLED_SCORE` (no detector
 said anything there).
+
+Where a tracker starts tracks on boxes it is unsure of (low thresholds, as ultralytics' own
+ByteTrack settings; `starts_unsure` tells from its tracks), most filled boxes are wrong: they
+bridge gaps of tracks on false detections, or lie on a box another track already holds, the
+same person tracked twice. `sure_score` then fills only gaps between two boxes the detector
+was sure of, and no box onto another track's (docs/quality.md, "Gap filling").
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ import numpy as np
 import numpy.typing as npt
 
 from reid_merge.core.motion import TrackEnds, handover, reachable, track_ends
-from reid_merge.core.tracks import TrackSet
+from reid_merge.core.tracks import TrackSet, box_iou
 
 FillMethod = Literal["linear", "gsi"]
 FILL_METHODS: tuple[str, ...] = ("linear", "gsi")
 FILLED_SCORE = 0.0  # the score (and MOT conf) of a filled box: no detection there
+ON_ANOTHER_IOU = 0.5  # a filled box this much on another track's box lies on it (MOT's match IoU)
 BoolArray = npt.NDArray[np.bool_]
 
 
@@ -37,6 +44,7 @@ def fill_gaps(
     slack_heights: float = 0.5,
     heights_per_second: float = 1.0,
     method: FillMethod = "linear",
+    sure_score: float | None = None,
 ) -> tuple[TrackSet, BoolArray]:
     """Fill each person's gaps of at most `max_gap_frames` missing frames.
 
@@ -48,6 +56,9 @@ def fill_gaps(
         method: ``linear`` (boxes on the straight line between the two ends of the gap) or
             ``gsi`` (linear, then every box of the person smoothed by Gaussian-process
             regression, StrongSORT's GSI; detected boxes move too, their scores stay).
+        sure_score: None fills every gap the walk check allows. A score fills only gaps
+            whose boxes on both sides score at least that, and leaves out every filled box
+            that lies on another track's box in its frame (IoU >= `ON_ANOTHER_IOU`).
 
     Returns:
         The boxes, filled ones added, sorted by frame then person; and `(n,)` True for the
@@ -70,6 +81,9 @@ def fill_gaps(
     missing = np.diff(frame) - 1
     same_person = person[1:] == person[:-1]
     candidate = np.flatnonzero(same_person & (missing >= 1) & (missing <= max_gap_frames))
+    if sure_score is not None:
+        score = tracks.score[order]
+        candidate = candidate[(score[candidate] >= sure_score) & (score[candidate + 1] >= sure_score)]
     candidate = candidate[_one_walk(tracks, person, frame, candidate, fps, slack_heights, heights_per_second)]
     if len(candidate) == 0:
         return tracks, np.zeros(len(tracks), dtype=bool)
@@ -77,18 +91,60 @@ def fill_gaps(
     before = np.repeat(candidate, counts)
     step = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + 1  # 1..gap in each gap
     weight = (step / (counts + 1).repeat(counts))[:, None]
-    new_boxes = (1.0 - weight) * xyxy[before] + weight * xyxy[before + 1]
-    filled = TrackSet.from_arrays(
-        np.concatenate([tracks.frame, frame[before] + step]),
-        np.concatenate([tracks.track_id, person[before]]),
-        np.concatenate([tracks.xyxy, new_boxes]),
-        np.concatenate([tracks.score, np.full(len(before), FILLED_SCORE)]),
+    new = TrackSet.from_arrays(
+        frame[before] + step,
+        person[before],
+        (1.0 - weight) * xyxy[before] + weight * xyxy[before + 1],
+        np.full(len(before), FILLED_SCORE),
     )
-    mask = np.concatenate([np.zeros(len(tracks), dtype=bool), np.ones(len(before), dtype=bool)])
+    if sure_score is not None:
+        new = new[~on_another_track(new, tracks)]
+    filled = TrackSet.from_arrays(
+        np.concatenate([tracks.frame, new.frame]),
+        np.concatenate([tracks.track_id, new.track_id]),
+        np.concatenate([tracks.xyxy, new.xyxy]),
+        np.concatenate([tracks.score, new.score]),
+    )
+    mask = np.concatenate([np.zeros(len(tracks), dtype=bool), np.ones(len(new), dtype=bool)])
     if method == "gsi":
         filled = smooth_gsi(filled)
     order = np.lexsort((filled.track_id, filled.frame))
     return filled[order], mask[order]
+
+
+def starts_unsure(tracks: TrackSet, sure_score: float) -> bool:
+    """Does some track begin on a box scoring below `sure_score`?
+
+    ByteTrack confirms a track only on a box above its high threshold: with that at or above
+    `sure_score` no track begins unsure (ours, 0.5: none of 172 raw tracks on ../shared/data),
+    with ultralytics' own settings (0.25) half or more do.
+
+    >>> t = TrackSet.from_arrays([1, 2, 3, 4], [1, 1, 2, 2], np.zeros((4, 4)), [0.6, 0.2, 0.3, 0.9])
+    >>> starts_unsure(t, 0.5), starts_unsure(t[:2], 0.5)
+    (True, False)
+    """
+    if len(tracks) == 0:
+        return False
+    order = np.lexsort((tracks.frame, tracks.track_id))
+    first = np.concatenate([[True], np.diff(tracks.track_id[order]) != 0])
+    return bool((tracks.score[order][first] < sure_score).any())
+
+
+def on_another_track(boxes: TrackSet, tracks: TrackSet) -> BoolArray:
+    """`(len(boxes),)`: does the box lie on a box of another track of `tracks` in its frame?
+
+    >>> t = TrackSet.from_arrays([1, 1], [1, 2], [[0, 0, 10, 20], [50, 0, 60, 20]], [0.9, 0.9])
+    >>> b = TrackSet.from_arrays([1, 1, 2], [3, 1, 3], [[1, 0, 11, 20], [1, 0, 11, 20], [1, 0, 11, 20]], [0, 0, 0])
+    >>> on_another_track(b, t).tolist()
+    [True, False, False]
+    """
+    lies_on = np.zeros(len(boxes), dtype=bool)
+    for frame in np.intersect1d(boxes.frame, tracks.frame):
+        mine, theirs = np.flatnonzero(boxes.frame == frame), np.flatnonzero(tracks.frame == frame)
+        overlapping = box_iou(boxes.xyxy[mine], tracks.xyxy[theirs]) >= ON_ANOTHER_IOU
+        another = boxes.track_id[mine][:, None] != tracks.track_id[theirs][None, :]
+        lies_on[mine] = (overlapping & another).any(axis=1)
+    return lies_on
 
 
 def _one_walk(

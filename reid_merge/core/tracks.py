@@ -147,3 +147,26 @@ def cooccurrence(tracks: TrackSet, track_ids: IntArray) -> npt.NDArray[np.bool_]
     together = (presence.T @ presence).toarray() > 0
     np.fill_diagonal(together, False)
     return together
+
+
+def box_iou(boxes_a: FloatArray, boxes_b: FloatArray) -> FloatArray:
+    """Intersection over union of every pair of boxes.
+
+    Args:
+        boxes_a: `(n, 4)` boxes ``x1, y1, x2, y2``.
+        boxes_b: `(m, 4)` boxes ``x1, y1, x2, y2``.
+
+    Returns:
+        `(n, m)` IoU in ``0..1``; 0 for a pair whose union has no area.
+
+    >>> iou = box_iou(np.array([[0.0, 0.0, 10.0, 10.0]]), np.array([[5.0, 0.0, 15.0, 10.0], [20.0, 0, 30, 10]]))
+    >>> iou.round(4).tolist()
+    [[0.3333, 0.0]]
+    """
+    top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
+    bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
+    intersection = np.prod(np.clip(bottom_right - top_left, 0.0, None), axis=2)
+    area_a = np.prod(boxes_a[:, 2:] - boxes_a[:, :2], axis=1)
+    area_b = np.prod(boxes_b[:, 2:] - boxes_b[:, :2], axis=1)
+    union = area_a[:, None] + area_b[None, :] - intersection
+    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)

@@ -66,7 +66,7 @@ GTA_SPATIAL_FACTOR, GTA_MERGE_DISTANCE = 1.0, 0.4
 # BoxMOT ByteTrack settings tried for the leave-one-sequence-out choice (its defaults: 0.45, 0.8, 25).
 BYTETRACK_GRID = {"track_thresh": (0.3, 0.45, 0.6), "match_thresh": (0.7, 0.8, 0.9), "track_buffer": (25, 60, 120)}
 # Settings that shape our merge's crops and features (its cache key).
-CROP_SHAPING = ("reid_model", "reid_weights", "crops_per_track", "min_crop_height", "crop_max_covered")
+CROP_SHAPING = ("reid_model", "reid_weights", "crops_per_track", "min_crop_height", "crop_max_covered", "split_impure")
 
 
 def detections(video: Path, config: Config, cache: Path) -> list[np.ndarray]:
@@ -106,7 +106,8 @@ def boxmot_tracks(
     import boxmot
 
     key_parts: tuple = ("peers-boxmot", boxmot.__version__, name, str(video), _digest(*dets), str(weights))
-    key = cache_key(*key_parts, settings) if settings else cache_key(*key_parts)
+    # BoxMOT's tracks depend on BoxMOT and the detections, not on our code.
+    key = cache_key(*key_parts, settings, code=()) if settings else cache_key(*key_parts, code=())
     path = cache / "peers" / f"{name}-{video.stem}-{key}.pkl"
     return cached(path, lambda: _run_boxmot(name, video, dets, weights, settings or {}))
 

@@ -116,7 +116,7 @@ def starts_unsure(tracks: TrackSet, sure_score: float) -> bool:
     """Does some track begin on a box scoring below `sure_score`?
 
     ByteTrack confirms a track only on a box above its high threshold: with that at or above
-    `sure_score` no track begins unsure (ours, 0.5: none of 172 raw tracks on ../shared/data),
+    `sure_score` no track begins unsure (ours, 0.5: none of 116 raw tracks on ../shared/data),
     with ultralytics' own settings (0.25) half or more do.
 
     >>> t = TrackSet.from_arrays([1, 2, 3, 4], [1, 1, 2, 2], np.zeros((4, 4)), [0.6, 0.2, 0.3, 0.9])

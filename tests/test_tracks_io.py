@@ -53,7 +53,9 @@ def test_reads_both_mot_layouts(tmp_path: Path) -> None:
     mot15.write_text("1,2,10,20,30,40,1,-1,-1,-1\n")
     mot16 = tmp_path / "b.txt"
     mot16.write_text("1,2,10,20,30,40,0.5,1,0.8\n")
-    for path, conf in ((mot15, 1.0), (mot16, 0.5)):
+    unscored = tmp_path / "c.txt"
+    unscored.write_text("1,2,10,20,30,40,-1,-1,-1,-1\n")  # conf not given: no score is no doubt
+    for path, conf in ((mot15, 1.0), (mot16, 0.5), (unscored, 1.0)):
         t = read_mot(path)
         assert t.xyxy.tolist() == [[10, 20, 40, 60]] and t.score.tolist() == [conf]
 

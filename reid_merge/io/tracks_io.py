@@ -38,11 +38,16 @@ def read_tracks(path: Path) -> TrackSet:
 
 
 def read_mot(path: Path) -> TrackSet:
-    """Parse a MOTChallenge txt file (comma- or whitespace-separated)."""
+    """Parse a MOTChallenge txt file (comma- or whitespace-separated).
+
+    A conf that is missing or -1 (the format's "not given") reads as 1: no score is no doubt,
+    and the merge's rules for unsure boxes (short unsure tracks, `fill_rule`) must not fire
+    on a file that carries no scores.
+    """
     values, _ = read_mot_table(path)
     if len(values) == 0:
         return TrackSet.empty()
-    conf = np.where(np.isnan(values[:, 6]), 1.0, values[:, 6])
+    conf = np.where(np.isnan(values[:, 6]) | (values[:, 6] == -1), 1.0, values[:, 6])
     tracks = TrackSet.from_arrays(values[:, 0], values[:, 1], xywh_to_xyxy(values[:, 2:6]), conf)
     _check_unique(path, tracks)
     return tracks

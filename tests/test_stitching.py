@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from reid_merge.core.motion import handover, track_ends
-from reid_merge.core.stitching import FALLBACK_MODEL, chains, clutter_density, crosses_the_edge, handover_model, stitch
+from reid_merge.core.stitching import (
+    FALLBACK_MODEL,
+    Envelope,
+    HandoverModel,
+    chains,
+    clutter_density,
+    crosses_the_edge,
+    handover_model,
+    stitch,
+)
 from reid_merge.core.tracks import TrackSet, cooccurrence
 from tests.builders import tracks_from_rows, walking_track
 
@@ -47,11 +56,11 @@ def _lost_and_found(second_start: dict[int, tuple[float, float]]) -> TrackSet:
     return tracks_from_rows(rows)
 
 
-def _stitched(tracks: TrackSet, ratio: float = 49.0) -> list[tuple[int, int]]:
+def _stitched(tracks: TrackSet, ratio: float = 49.0, model: HandoverModel | None = None) -> list[tuple[int, int]]:
     ids = tracks.track_ids
     ends = track_ends(tracks, ids)
     error, gap = handover(ends, 25.0)
-    model = handover_model(_walkers(1.0), 25.0, 3.0)  # a steady camera, as learnt elsewhere
+    model = model or handover_model(_walkers(1.0), 25.0, 3.0)  # a steady camera, as learnt elsewhere
     links = stitch(ends, error, gap, model, clutter_density(tracks, ids), 3.0, ~cooccurrence(tracks, ids), ratio)
     return [(int(ids[i]), int(ids[j])) for i, j in links.pairs]
 
@@ -63,6 +72,20 @@ def test_each_fragment_is_continued_by_its_own_person_one_to_one() -> None:
 def test_a_start_off_the_walk_or_of_another_size_is_not_a_continuation() -> None:
     # Person 0 reappears 3 box heights ahead of where the walk leads; person 1 twice as tall.
     assert _stitched(_lost_and_found({0: (360.0, 1.0), 1: (0.0, 2.0)})) == []
+
+
+def test_who_comes_towards_the_camera_grows_as_foretold_and_is_stitched() -> None:
+    # Both lost for 40 frames while growing 1% a frame: their boxes start half as large again,
+    # beyond a size bound of 0.2, yet as their growth over the gap foretold.
+    rows = []
+    for person in range(2):
+        y = 300.0 + 400.0 * person
+        for f in [*range(1, 41), *range(81, 121)]:
+            h = 120.0 * np.exp(0.01 * (f - 40))  # the box grows about its centre, which walks on
+            rows.append((f, 2 * person + 1 + (f > 40), 2.0 * f - h / 6.0, y - h / 2.0, 2.0 * f + h / 6.0, y + h / 2.0))
+    steady = handover_model(_walkers(1.0), 25.0, 3.0)
+    model = HandoverModel(steady.position, Envelope(0.2, 0.0), steady.samples)
+    assert _stitched(tracks_from_rows(rows), model=model) == [(1, 2), (3, 4)]
 
 
 def test_a_higher_ratio_needs_stronger_evidence() -> None:

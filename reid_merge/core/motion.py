@@ -32,6 +32,8 @@ class TrackEnds:
         height: `(N,)` median box height, the track's unit of distance.
         start_height, end_height: `(N,)` median box height near each end (a person's size
             changes little over a short gap, a different person's often does).
+        start_growth, end_growth: `(N,)` change of log box height per frame near each end: a
+            person walking towards a camera, or a camera driving towards them, grows steadily.
     """
 
     first_frame: npt.NDArray[np.int64]
@@ -43,6 +45,8 @@ class TrackEnds:
     height: FloatArray
     start_height: FloatArray
     end_height: FloatArray
+    start_growth: FloatArray
+    end_growth: FloatArray
 
     def subset(self, index: npt.ArrayLike) -> TrackEnds:
         """The ends of the tracks at `index`, in that order."""
@@ -58,8 +62,10 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
     start_xy, end_xy = np.zeros((n, 2)), np.zeros((n, 2))
     start_v, end_v = np.zeros((n, 2)), np.zeros((n, 2))
     height, start_height, end_height = np.ones(n), np.ones(n), np.ones(n)
+    start_growth, end_growth = np.zeros(n), np.zeros(n)
     centres = (tracks.xyxy[:, :2] + tracks.xyxy[:, 2:]) / 2.0
     heights = tracks.xyxy[:, 3] - tracks.xyxy[:, 1]
+    log_heights = np.log(np.maximum(heights, 1.0))[:, None]
     order = np.lexsort((tracks.frame, tracks.track_id))
     sorted_ids = tracks.track_id[order]
     bounds = np.searchsorted(sorted_ids, track_ids), np.searchsorted(sorted_ids, track_ids, side="right")
@@ -73,12 +79,26 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
         height[k] = max(float(np.median(heights[rows])), 1.0)
         start_height[k] = max(float(np.median(heights[rows[:window]])), 1.0)
         end_height[k] = max(float(np.median(heights[rows[-window:]])), 1.0)
-    return TrackEnds(first, last, start_xy, end_xy, start_v, end_v, height, start_height, end_height)
+        start_growth[k] = _velocity(frames[:window], log_heights[rows[:window]])[0]
+        end_growth[k] = _velocity(frames[-window:], log_heights[rows[-window:]])[0]
+    return TrackEnds(
+        first,
+        last,
+        start_xy,
+        end_xy,
+        start_v,
+        end_v,
+        height,
+        start_height,
+        end_height,
+        start_growth,
+        end_growth,
+    )
 
 
 def _velocity(frames: npt.NDArray[np.int64], xy: FloatArray) -> FloatArray:
     if len(frames) < 2 or frames[-1] == frames[0]:
-        return np.zeros(2)
+        return np.zeros(xy.shape[1])
     t = frames - frames.mean()
     return (t[:, None] * (xy - xy.mean(axis=0))).sum(axis=0) / (t * t).sum()
 
@@ -124,6 +144,23 @@ def _handover_rows(ends: TrackEnds, rows: slice) -> tuple[FloatArray, FloatArray
     return error, gap
 
 
+def size_change(ends: TrackEnds) -> FloatArray:
+    """`(N, N)` log of how much larger column j starts than row i ends, beyond its growth.
+
+    As `handover` for the centre: the smallest in size of the change against the earlier
+    track's height grown on at its rate over the frames between the two tracks, against the
+    later one's grown back, and against no growth. Read for j continuing i (j starting after i
+    ends). The heights are medians over the boxes at each end, and are grown over the unseen
+    frames only, not from the middle of those boxes: a growth fitted on a few boxes is noisy,
+    and carried the longer way it joined more companions walking side by side
+    (docs/quality.md).
+    """
+    gap = np.maximum(ends.first_frame[None, :] - ends.last_frame[:, None], 0).astype(np.float64)
+    change = np.log(ends.start_height[None, :] / ends.end_height[:, None])
+    options = np.stack([change, change - ends.end_growth[:, None] * gap, change - ends.start_growth[None, :] * gap])
+    return np.take_along_axis(options, np.abs(options).argmin(axis=0)[None], axis=0)[0]
+
+
 def reachable(
     error: FloatArray, gap_seconds: FloatArray, slack_heights: float = 0.5, heights_per_second: float = 1.0
 ) -> npt.NDArray[np.bool_]:
@@ -136,7 +173,7 @@ def reachable(
 
     >>> e = TrackEnds(np.array([1, 30, 30]), np.array([20, 50, 50]),
     ...     np.array([[0., 0], [62, 0], [600, 0]]), np.array([[38., 0], [100, 0], [640, 0]]),
-    ...     np.full((3, 2), [2., 0]), np.full((3, 2), [2., 0]), *np.full((3, 3), 100.))
+    ...     np.full((3, 2), [2., 0]), np.full((3, 2), [2., 0]), *np.full((3, 3), 100.), *np.zeros((2, 3)))
     >>> reachable(*handover(e, fps=25)).astype(int).tolist()
     [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
     """

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
-from reid_merge.core.motion import TrackEnds, handover, track_ends
+from reid_merge.core.motion import TrackEnds, handover, size_change, track_ends
 from reid_merge.core.tracks import TrackSet
 
 FloatArray = npt.NDArray[np.float64]
@@ -119,7 +119,7 @@ def handover_model(
     ends = track_ends(joined, joined.track_ids)
     earlier, later = np.arange(0, 2 * len(parts), 2), np.arange(1, 2 * len(parts), 2)
     errors = np.array([handover(ends.subset([a, b]), fps)[0][0, 1] for a, b in zip(earlier, later)])
-    size = np.abs(np.log(ends.start_height[later] / ends.end_height[earlier]))
+    size = np.abs(size_change(ends)[earlier, later])
     seconds = (ends.first_frame[later] - ends.last_frame[earlier]) / fps
     return HandoverModel(_quantile_line(errors, seconds, quantile), _quantile_line(size, seconds, quantile), len(parts))
 
@@ -263,7 +263,7 @@ def handover_log_likelihood_ratio(
     -inf outside the bounds."""
     position_bound = model.position.at(gap_seconds)
     size_bound = model.size.at(gap_seconds)
-    size = np.log(ends.start_height[None, :] / ends.end_height[:, None])
+    size = size_change(ends)
     sigma, size_sigma = position_bound / NORMAL_95[2], size_bound / NORMAL_95[1]
     log_same = -0.5 * (error / sigma) ** 2 - np.log(2.0 * np.pi * sigma**2)
     log_same += -0.5 * (size / size_sigma) ** 2 - np.log(np.sqrt(2.0 * np.pi) * size_sigma)

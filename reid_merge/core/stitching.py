@@ -50,7 +50,8 @@ class HandoverModel:
 
     Attributes:
         position: the hand-over error (`motion.handover`), in box heights.
-        size: ``|log(start height of the later / end height of the earlier)|``.
+        size: the size change beyond the growth over the gap (`motion.size_change`), as a
+            ``|log|`` of heights.
         samples: how many cuts of the video's own tracks it was fitted on (0: the fallback).
     """
 

@@ -23,6 +23,18 @@ def walking_track(track_id: int, frames: range, x0: float = 100.0, speed: float 
     return [(f, track_id, x0 + speed * f, 100.0, x0 + speed * f + 40.0, 220.0) for f in frames]
 
 
+def approaching_track(
+    track_id: int, frames: range, growth: float, y: float = 300.0, since: int = 0, speed: float = 2.0
+) -> list[tuple]:
+    """Rows of one person coming towards the camera while walking right at `speed` px/frame: the
+    box, 120 px high at frame `since`, grows about its centre by `growth` (log) a frame."""
+    rows = []
+    for f in frames:
+        h = 120.0 * float(np.exp(growth * (f - since)))
+        rows.append((f, track_id, speed * f - h / 6.0, y - h / 2.0, speed * f + h / 6.0, y + h / 2.0))
+    return rows
+
+
 def write_video(path: Path, frames: Iterable[np.ndarray], fps: int = 25, faststart: bool = False) -> Path:
     """Encode BGR frames as H.264 in MP4 (`faststart`: the index before the frames)."""
     import av

@@ -4,7 +4,7 @@ import numpy as np
 
 from reid_merge.core.motion import handover, reachable, size_change, track_ends
 from reid_merge.core.tracks import TrackSet
-from tests.builders import tracks_from_rows, walking_track
+from tests.builders import approaching_track, tracks_from_rows, walking_track
 
 
 def _gate(tracks: TrackSet, fps: float = 25.0, heights_per_second: float = 1.0) -> np.ndarray:
@@ -48,23 +48,14 @@ def test_gate_is_symmetric_and_scale_free() -> None:
     assert (g == _gate(big)).all()
 
 
-def _approaching(track_id: int, frames: range, growth: float = 0.01) -> list[tuple]:
-    """Rows of one person coming towards the camera: the box grows by `growth` (log) a frame."""
-    rows = []
-    for f in frames:
-        h = 120.0 * np.exp(growth * f)
-        rows.append((f, track_id, 100.0, 300.0 - h, 100.0 + h / 3.0, 300.0))
-    return rows
-
-
 def test_a_size_change_is_measured_beyond_the_growth_over_the_gap() -> None:
     # Unseen in frames 21-40 while growing 1% a frame: 21 frames of growth from last box to first.
-    tracks = tracks_from_rows(_approaching(1, range(1, 21)) + _approaching(2, range(41, 61)))
+    tracks = tracks_from_rows(approaching_track(1, range(1, 21), 0.01) + approaching_track(2, range(41, 61), 0.01))
     ends = track_ends(tracks, tracks.track_ids)
     np.testing.assert_allclose(ends.end_growth, 0.01)
     change = np.log(ends.start_height[1] / ends.end_height[0])
-    np.testing.assert_allclose(size_change(ends)[0, 1], change - 0.21, atol=1e-9)
+    np.testing.assert_allclose(size_change(ends, 0, 1), change - 0.21, atol=1e-9)
     # Somebody of constant size who starts larger has changed by all of it.
     steady = tracks_from_rows(walking_track(1, range(1, 21)) + walking_track(2, range(41, 61)))
     steady.xyxy[steady.track_id == 2, 3] = 250.0
-    np.testing.assert_allclose(size_change(track_ends(steady, steady.track_ids))[0, 1], np.log(150.0 / 120.0))
+    np.testing.assert_allclose(size_change(track_ends(steady, steady.track_ids), 0, 1), np.log(150.0 / 120.0))

@@ -16,7 +16,7 @@ from reid_merge.core.stitching import (
     stitch,
 )
 from reid_merge.core.tracks import TrackSet, cooccurrence
-from tests.builders import tracks_from_rows, walking_track
+from tests.builders import approaching_track, tracks_from_rows, walking_track
 
 
 def _walkers(jitter: float, seed: int = 0, lane: float = 150.0) -> TrackSet:
@@ -80,9 +80,8 @@ def test_who_comes_towards_the_camera_grows_as_foretold_and_is_stitched() -> Non
     rows = []
     for person in range(2):
         y = 300.0 + 400.0 * person
-        for f in [*range(1, 41), *range(81, 121)]:
-            h = 120.0 * np.exp(0.01 * (f - 40))  # the box grows about its centre, which walks on
-            rows.append((f, 2 * person + 1 + (f > 40), 2.0 * f - h / 6.0, y - h / 2.0, 2.0 * f + h / 6.0, y + h / 2.0))
+        rows += approaching_track(2 * person + 1, range(1, 41), 0.01, y, since=40)
+        rows += approaching_track(2 * person + 2, range(81, 121), 0.01, y, since=40)
     steady = handover_model(_walkers(1.0), 25.0, 3.0)
     model = HandoverModel(steady.position, Envelope(0.2, 0.0), steady.samples)
     assert _stitched(tracks_from_rows(rows), model=model) == [(1, 2), (3, 4)]

@@ -144,20 +144,25 @@ def _handover_rows(ends: TrackEnds, rows: slice) -> tuple[FloatArray, FloatArray
     return error, gap
 
 
-def size_change(ends: TrackEnds) -> FloatArray:
-    """`(N, N)` log of how much larger column j starts than row i ends, beyond its growth.
+def size_change(ends: TrackEnds, earlier: npt.ArrayLike, later: npt.ArrayLike) -> FloatArray:
+    """Log of how much larger track `later` starts than track `earlier` ends, beyond its growth.
 
     As `handover` for the centre: the smallest in size of the change against the earlier
     track's height grown on at its rate over the frames between the two tracks, against the
-    later one's grown back, and against no growth. Read for j continuing i (j starting after i
-    ends). The heights are medians over the boxes at each end, and are grown over the unseen
-    frames only, not from the middle of those boxes: a growth fitted on a few boxes is noisy,
-    and carried the longer way it joined more companions walking side by side
-    (docs/quality.md).
+    later one's grown back, and against no growth. The heights are medians over the boxes at
+    each end, and are grown over the unseen frames only, not from the middle of those boxes: a
+    growth fitted on a few boxes is noisy, and carried the longer way it joined more companions
+    walking side by side (docs/quality.md).
+
+    Args:
+        ends: where each track starts and ends.
+        earlier, later: track indices, broadcast together: index arrays for pairs, or a column
+            and a row for every pair (`[i, j]`: j continuing i).
     """
-    gap = np.maximum(ends.first_frame[None, :] - ends.last_frame[:, None], 0).astype(np.float64)
-    change = np.log(ends.start_height[None, :] / ends.end_height[:, None])
-    options = np.stack([change, change - ends.end_growth[:, None] * gap, change - ends.start_growth[None, :] * gap])
+    i, j = np.asarray(earlier), np.asarray(later)
+    gap = np.maximum(ends.first_frame[j] - ends.last_frame[i], 0).astype(np.float64)
+    change = np.log(ends.start_height[j] / ends.end_height[i])
+    options = np.stack([change, change - ends.end_growth[i] * gap, change - ends.start_growth[j] * gap])
     return np.take_along_axis(options, np.abs(options).argmin(axis=0)[None], axis=0)[0]
 
 

@@ -120,7 +120,7 @@ def handover_model(
     ends = track_ends(joined, joined.track_ids)
     earlier, later = np.arange(0, 2 * len(parts), 2), np.arange(1, 2 * len(parts), 2)
     errors = np.array([handover(ends.subset([a, b]), fps)[0][0, 1] for a, b in zip(earlier, later)])
-    size = np.abs(size_change(ends)[earlier, later])
+    size = np.abs(size_change(ends, earlier, later))
     seconds = (ends.first_frame[later] - ends.last_frame[earlier]) / fps
     return HandoverModel(_quantile_line(errors, seconds, quantile), _quantile_line(size, seconds, quantile), len(parts))
 
@@ -264,7 +264,8 @@ def handover_log_likelihood_ratio(
     -inf outside the bounds."""
     position_bound = model.position.at(gap_seconds)
     size_bound = model.size.at(gap_seconds)
-    size = size_change(ends)
+    everyone = np.arange(len(ends.first_frame))
+    size = size_change(ends, everyone[:, None], everyone[None, :])
     sigma, size_sigma = position_bound / NORMAL_95[2], size_bound / NORMAL_95[1]
     log_same = -0.5 * (error / sigma) ** 2 - np.log(2.0 * np.pi * sigma**2)
     log_same += -0.5 * (size / size_sigma) ** 2 - np.log(np.sqrt(2.0 * np.pi) * size_sigma)

@@ -7,7 +7,10 @@ A link's evidence is a likelihood ratio: how well the start matches the end move
 the gap (position, in box heights, and size), under "one person" against "somebody else who
 happens to be there". On held-out fragments the true successor was the best motion
 continuation 94% of the time and the most similar-looking candidate 51%, so motion leads and
-appearance is added as evidence of its own (`calibration`).
+appearance is added as evidence of its own (`calibration`). Best is not sure, though: two
+companions walking side by side, lost together, land where either could be the other, and
+94% is not enough to guess. A link is made only where it beats every other way of linking
+those ends and starts by the ratio asked of it.
 
 Nothing here is a fixed tolerance. How far one person's hand-over strays is learnt from the
 video's own tracks (`handover_model`): each is cut at a few places and a stretch of frames
@@ -22,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import sparse
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse.csgraph import connected_components
 
 from reid_merge.core.motion import TrackEnds, handover, size_change, track_ends
 from reid_merge.core.tracks import TrackSet
@@ -220,8 +225,11 @@ def stitch(
     A link's evidence is the likelihood ratio of its hand-over (position error and size change)
     under "one person", normals whose 95% radii are the video's bounds, against "somebody else
     who happens to be there", the video's clutter density. A long gap is a loose prediction, so
-    it needs a closer landing than a short one. Links within both bounds and with a ratio of at
-    least `min_likelihood_ratio` are assigned one to one, the most likely first (Hungarian).
+    it needs a closer landing than a short one. The links are the most likely one-to-one
+    assignment (Hungarian) over the pairs within both bounds, each kept only where it is at
+    least `min_likelihood_ratio` times likelier than the best assignment without it: than
+    nobody there, and than any other way of linking those ends and starts, such as two
+    companions walking side by side swapped (`confident_matching`).
 
     Args:
         ends: where each track starts and ends.
@@ -231,30 +239,101 @@ def stitch(
         max_gap_seconds: longest gap stitched; beyond it motion says too little.
         allowed: `(N, N)` False where a link is ruled out (shared frames, an appearance veto,
             a track that stays alone).
-        min_likelihood_ratio: how much likelier than chance a link must be.
+        min_likelihood_ratio: how much likelier than chance, and than every alternative, a
+            link must be.
         appearance: `(N, N)` log likelihood ratio of appearance, same person against different,
             added to the motion's (the two are independent evidence), or None.
 
     Returns:
         Each track's successor (or -1).
     """
-    n = len(ends.first_frame)
-    successor = -np.ones(n, dtype=np.int64)
     evidence = handover_log_likelihood_ratio(ends, error, gap_seconds, model, clutter)
     if appearance is not None:
         evidence = evidence + appearance
     follows = ends.first_frame[None, :] > ends.last_frame[:, None]  # [i, j]: j starts after i ends
-    candidate = follows & allowed & (gap_seconds <= max_gap_seconds) & (evidence >= np.log(min_likelihood_ratio))
-    if not candidate.any():
-        return Links(successor)
-    rows = np.flatnonzero(candidate.any(axis=1))
-    cols = np.flatnonzero(candidate.any(axis=0))
-    cost = np.where(candidate[np.ix_(rows, cols)], -evidence[np.ix_(rows, cols)], 1e6)
-    assigned_rows, assigned_cols = linear_sum_assignment(cost)
-    for i, j in zip(rows[assigned_rows], cols[assigned_cols]):
-        if candidate[i, j]:
-            successor[i] = j
-    return Links(successor)
+    # Every link likelier than chance is an alternative, whether or not it could be made itself.
+    weight = np.where(follows & allowed & (gap_seconds <= max_gap_seconds) & (evidence > 0.0), evidence, 0.0)
+    return Links(confident_matching(weight, np.log(min_likelihood_ratio)))
+
+
+def confident_matching(weight: FloatArray, min_margin: float) -> IntArray:
+    """`(N,)` successor (or -1) of each row: the links of the most likely one-to-one matching
+    that it beats, by at least `min_margin`, every matching without that link.
+
+    `weight[i, j]` is the log likelihood ratio of row i continuing as column j against neither
+    being linked (0: not a possible link). The margin of a link is what the best matching loses
+    when it is forbidden: the two sides left alone, or taken by their next best partners, a
+    swap of two companions included. A link only as likely as its alternatives is not made,
+    however likely it is against chance.
+
+    Tracks 0 and 1 end, 2 and 3 start; the swap (0 -> 3, 1 -> 2) is far less likely, or nearly
+    as likely:
+
+    >>> clear = np.zeros((4, 4)); clear[0, 2] = clear[1, 3] = 9.0; clear[0, 3] = clear[1, 2] = 2.0
+    >>> confident_matching(clear, 5.0).tolist()
+    [2, 3, -1, -1]
+    >>> companions = np.zeros((4, 4)); companions[0, 2] = companions[1, 3] = 9.0
+    >>> companions[0, 3] = companions[1, 2] = 8.0
+    >>> confident_matching(companions, 5.0).tolist()
+    [-1, -1, -1, -1]
+    """
+    successor = -np.ones(weight.shape[0], dtype=np.int64)
+    rows, cols = np.nonzero(weight > 0.0)
+    if len(rows) == 0:
+        return successor
+    # Links compete only within a connected group of ends and starts: solve each on its own.
+    n_rows = weight.shape[0]
+    graph = sparse.coo_matrix((np.ones(len(rows)), (rows, n_rows + cols)), shape=(2 * n_rows, 2 * n_rows))
+    _, component = connected_components(graph, directed=False)
+    groups = []
+    best_successor = -np.ones(n_rows, dtype=np.int64)
+    for label in np.unique(component[rows]):
+        r = np.unique(rows[component[rows] == label])
+        c = np.unique(cols[component[n_rows + cols] == label])
+        best, pairs = _best_matching(weight[np.ix_(r, c)])
+        for a, b in pairs:
+            best_successor[r[a]] = c[b]
+        groups.append((r, c, best, pairs))
+    chain = chain_positions(best_successor)
+    for r, c, best, pairs in groups:
+        block = weight[np.ix_(r, c)]
+        for a, b in pairs:
+            # Alternatives that jump from this link's chain before it to its chain after it are
+            # the same person linked otherwise, not a rival: they do not count against it.
+            head, position = chain[r[a]]
+            forbidden = block.copy()
+            forbidden[a, b] = 0.0
+            before = (chain[r][:, 0] == head) & (chain[r][:, 1] <= position)
+            after = (chain[c][:, 0] == head) & (chain[c][:, 1] > position)
+            forbidden[np.ix_(before, after)] = 0.0
+            if best - _best_matching(forbidden)[0] >= min_margin:
+                successor[r[a]] = c[b]
+    return successor
+
+
+def chain_positions(successor: IntArray) -> IntArray:
+    """`(N, 2)`: the first track of each track's chain, and its place in that chain.
+
+    >>> chain_positions(np.array([2, -1, -1, 1])).tolist()
+    [[0, 0], [3, 1], [0, 1], [3, 0]]
+    """
+    n = len(successor)
+    has_predecessor = np.zeros(n, dtype=bool)
+    has_predecessor[successor[successor >= 0]] = True
+    out = np.zeros((n, 2), dtype=np.int64)
+    for head in np.flatnonzero(~has_predecessor):
+        k, place = head, 0
+        while k >= 0:
+            out[k] = (head, place)
+            k, place = successor[k], place + 1
+    return out
+
+
+def _best_matching(weight: FloatArray) -> tuple[float, list[tuple[int, int]]]:
+    """Total weight and pairs of the heaviest matching over the positive entries of `weight`."""
+    a, b = linear_sum_assignment(weight, maximize=True)
+    pairs = [(int(i), int(j)) for i, j in zip(a, b) if weight[i, j] > 0.0]
+    return float(sum(weight[i, j] for i, j in pairs)), pairs
 
 
 def handover_log_likelihood_ratio(
@@ -279,14 +358,5 @@ def chains(successor: IntArray) -> IntArray:
     >>> chains(np.array([2, -1, -1, 1])).tolist()
     [0, 1, 0, 1]
     """
-    n = len(successor)
-    has_predecessor = np.zeros(n, dtype=bool)
-    has_predecessor[successor[successor >= 0]] = True
-    label = -np.ones(n, dtype=np.int64)
-    for head in np.flatnonzero(~has_predecessor):
-        k = head
-        while k >= 0:
-            label[k] = head
-            k = successor[k]
-    _, dense = np.unique(label, return_inverse=True)
+    _, dense = np.unique(chain_positions(successor)[:, 0], return_inverse=True)
     return dense.astype(np.int64)

@@ -212,3 +212,12 @@ def test_real_run_report_has_a_gallery_per_person(tmp_path: Path) -> None:
     assert (out / "report.html").stat().st_size < 5_000_000
     if CHROMIUM is not None:
         check_in_browser(out / "report.html", tmp_path, doc["summary"]["persons"])
+
+
+def test_links_left_unmade_as_ambiguous_are_shown_with_the_stitching() -> None:
+    from reid_merge.app.run_writer import _stitching_fact
+
+    calibration = {"stitched_links": 3, "ambiguous_links": 2, "handover": {"samples": 40}}
+    assert _stitching_fact(calibration).startswith("3 links (2 more left unmade: another way of linking")
+    older_run = {"stitched_links": 3, "handover": {"samples": 40}}  # recorded before the count was
+    assert _stitching_fact(older_run).startswith("3 links; ")

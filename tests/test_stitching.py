@@ -110,16 +110,13 @@ def test_companions_whose_swap_is_as_likely_are_not_stitched() -> None:
 def test_a_link_is_made_only_with_a_margin_over_every_alternative() -> None:
     # Row i is track i's end, column j track j's start. 0 -> 1 beats 1 -> 0's swap partner by
     # far more than the margin; in the second matrix the swap is nearly as likely.
-    assert confident_matching(np.array([[0.0, 9.0], [0.0, 0.0]]), 5.0).tolist() == [1, -1]
-    assert confident_matching(np.array([[0.0, 9.0, 8.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), 5.0).tolist() == [
-        -1,
-        -1,
-        -1,
-    ]
+    assert confident_matching(np.array([[0.0, 9.0], [0.0, 0.0]]), 5.0).pairs == [(0, 1)]
+    two_starts = confident_matching(np.array([[0.0, 9.0, 8.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), 5.0)
+    assert two_starts.pairs == [] and two_starts.ambiguous == 1
     # 0 -> 1 -> 2, where 0 -> 2 (skipping 1) is nearly as likely as 0 -> 1: the same person
     # linked otherwise, not a rival, so 0 -> 1 stands; 1 -> 2 alone is too weak.
     skip = np.array([[0.0, 9.0, 8.5], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
-    assert confident_matching(skip, 5.0).tolist() == [1, -1, -1]
+    assert confident_matching(skip, 5.0).pairs == [(0, 1)]
 
 
 def test_a_higher_ratio_needs_stronger_evidence() -> None:

@@ -416,6 +416,7 @@ def decide_merge(
             "max": float(clutter.max()) if len(clutter) else 0.0,
         },
         "stitched_links": len(links.pairs),
+        "ambiguous_links": links.ambiguous,
         "different_people": different.to_dict() if different else None,
         "same_person_across_a_gap": same.to_dict() if same else None,
         "chains": num_chains,

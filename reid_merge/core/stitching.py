@@ -200,9 +200,14 @@ def crosses_the_edge(
 
 @dataclass(frozen=True)
 class Links:
-    """Stitched pairs: `successor[i]` is the index of the track that continues track i, or -1."""
+    """Stitched pairs: `successor[i]` is the index of the track that continues track i, or -1.
+
+    `ambiguous` counts the links likely enough on their own but left unmade, since another way
+    of linking those ends and starts was nearly as likely.
+    """
 
     successor: IntArray
+    ambiguous: int = 0
 
     @property
     def pairs(self) -> list[tuple[int, int]]:
@@ -253,12 +258,12 @@ def stitch(
     follows = ends.first_frame[None, :] > ends.last_frame[:, None]  # [i, j]: j starts after i ends
     # Every link likelier than chance is an alternative, whether or not it could be made itself.
     weight = np.where(follows & allowed & (gap_seconds <= max_gap_seconds) & (evidence > 0.0), evidence, 0.0)
-    return Links(confident_matching(weight, np.log(min_likelihood_ratio)))
+    return confident_matching(weight, np.log(min_likelihood_ratio))
 
 
-def confident_matching(weight: FloatArray, min_margin: float) -> IntArray:
-    """`(N,)` successor (or -1) of each row: the links of the most likely one-to-one matching
-    that it beats, by at least `min_margin`, every matching without that link.
+def confident_matching(weight: FloatArray, min_margin: float) -> Links:
+    """The links of the most likely one-to-one matching that it beats, by at least
+    `min_margin`, every matching without that link.
 
     `weight[i, j]` is the log likelihood ratio of row i continuing as column j against neither
     being linked (0: not a possible link). The margin of a link is what the best matching loses
@@ -270,17 +275,18 @@ def confident_matching(weight: FloatArray, min_margin: float) -> IntArray:
     as likely:
 
     >>> clear = np.zeros((4, 4)); clear[0, 2] = clear[1, 3] = 9.0; clear[0, 3] = clear[1, 2] = 2.0
-    >>> confident_matching(clear, 5.0).tolist()
-    [2, 3, -1, -1]
+    >>> confident_matching(clear, 5.0).pairs
+    [(0, 2), (1, 3)]
     >>> companions = np.zeros((4, 4)); companions[0, 2] = companions[1, 3] = 9.0
     >>> companions[0, 3] = companions[1, 2] = 8.0
-    >>> confident_matching(companions, 5.0).tolist()
-    [-1, -1, -1, -1]
+    >>> links = confident_matching(companions, 5.0)
+    >>> links.pairs, links.ambiguous
+    ([], 2)
     """
     successor = -np.ones(weight.shape[0], dtype=np.int64)
     rows, cols = np.nonzero(weight > 0.0)
     if len(rows) == 0:
-        return successor
+        return Links(successor)
     # Links compete only within a connected group of ends and starts: solve each on its own.
     n_rows = weight.shape[0]
     graph = sparse.coo_matrix((np.ones(len(rows)), (rows, n_rows + cols)), shape=(2 * n_rows, 2 * n_rows))
@@ -295,6 +301,7 @@ def confident_matching(weight: FloatArray, min_margin: float) -> IntArray:
             best_successor[r[a]] = c[b]
         groups.append((r, c, best, pairs))
     chain = chain_positions(best_successor)
+    ambiguous = 0
     for r, c, best, pairs in groups:
         block = weight[np.ix_(r, c)]
         for a, b in pairs:
@@ -308,7 +315,9 @@ def confident_matching(weight: FloatArray, min_margin: float) -> IntArray:
             forbidden[np.ix_(before, after)] = 0.0
             if best - _best_matching(forbidden)[0] >= min_margin:
                 successor[r[a]] = c[b]
-    return successor
+            elif block[a, b] >= min_margin:
+                ambiguous += 1
+    return Links(successor, ambiguous)
 
 
 def chain_positions(successor: IntArray) -> IntArray:

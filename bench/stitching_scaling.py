@@ -1,7 +1,7 @@
 """Stitching's cost in a dense crowd: the margin over every alternative against one assignment.
 
 A link is made only where the best assignment loses enough when it is forbidden, so each link
-of a connected group of ends and starts costs one more assignment over that group
+of a connected group of ends and starts costs one shortest path over that group
 (`stitching.confident_matching`). In a sparse scene the groups are tiny; in a dense crowd
 that keeps losing people they merge into one. This scene is the worst we could make: `lanes`
 people walking side by side 6 px apart (boxes 120 px tall), each lost for 3 frames after

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reid_merge.core.motion import handover, track_ends
 from reid_merge.core.stitching import (
     FALLBACK_MODEL,
     Envelope,
     HandoverModel,
+    _best_matching,
+    _Detours,
     chains,
     clutter_density,
     confident_matching,
@@ -151,3 +156,27 @@ def test_who_walks_out_of_the_picture_is_not_stitched_to_who_walks_in() -> None:
     inside = tracks_from_rows(walking_track(1, range(1, 21)) + walking_track(2, range(31, 51)))
     leaves, enters = crosses_the_edge(inside, track_ends(inside, inside.track_ids), inside.track_ids, (640, 480))
     assert not leaves.any() and not enters.any()
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 100_000))
+def test_each_margin_is_what_a_new_assignment_without_the_link_loses(seed: int) -> None:
+    # The detour (one shortest path) against the definition: solve the assignment again with
+    # the link, and any links ruled out alongside it, taken away.
+    rng = np.random.default_rng(seed)
+    n_rows, n_cols = (int(k) for k in rng.integers(1, 8, size=2))
+    block = np.where(
+        rng.random((n_rows, n_cols)) < rng.uniform(0.2, 0.9), rng.uniform(0.1, 12.0, (n_rows, n_cols)), 0.0
+    )
+    pairs = _best_matching(block)
+    detours = _Detours(block, pairs)
+    best = sum(block[a, b] for a, b in pairs)
+    for a, b in pairs:
+        rows, cols = rng.random(n_rows) < 0.3, rng.random(n_cols) < 0.3
+        without = block.copy()
+        without[np.ix_(rows, cols)] = 0.0
+        for x, y in pairs:  # only links the matching did not make are ruled out
+            without[x, y] = block[x, y]
+        without[a, b] = 0.0
+        loss = best - sum(without[x, y] for x, y in _best_matching(without))
+        assert block[a, b] + detours.cheapest(a, b, rows, cols) == pytest.approx(loss, abs=1e-9)

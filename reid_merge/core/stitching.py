@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import bellman_ford, connected_components, dijkstra
 
 from reid_merge.core.motion import TrackEnds, handover, size_change, track_ends
 from reid_merge.core.tracks import TrackSet
@@ -296,28 +296,84 @@ def confident_matching(weight: FloatArray, min_margin: float) -> Links:
     for label in np.unique(component[rows]):
         r = np.unique(rows[component[rows] == label])
         c = np.unique(cols[component[n_rows + cols] == label])
-        best, pairs = _best_matching(weight[np.ix_(r, c)])
+        pairs = _best_matching(weight[np.ix_(r, c)])
         for a, b in pairs:
             best_successor[r[a]] = c[b]
-        groups.append((r, c, best, pairs))
+        groups.append((r, c, pairs))
     chain = chain_positions(best_successor)
     ambiguous = 0
-    for r, c, best, pairs in groups:
+    for r, c, pairs in groups:
         block = weight[np.ix_(r, c)]
+        detours = _Detours(block, pairs)
         for a, b in pairs:
             # Alternatives that jump from this link's chain before it to its chain after it are
             # the same person linked otherwise, not a rival: they do not count against it.
             head, position = chain[r[a]]
-            forbidden = block.copy()
-            forbidden[a, b] = 0.0
             before = (chain[r][:, 0] == head) & (chain[r][:, 1] <= position)
             after = (chain[c][:, 0] == head) & (chain[c][:, 1] > position)
-            forbidden[np.ix_(before, after)] = 0.0
-            if best - _best_matching(forbidden)[0] >= min_margin:
+            if block[a, b] + detours.cheapest(a, b, before, after) >= min_margin:
                 successor[r[a]] = c[b]
             elif block[a, b] >= min_margin:
                 ambiguous += 1
     return Links(successor, ambiguous)
+
+
+class _Detours:
+    """What the best matching of `block` loses, at least, when one of its links is forbidden.
+
+    Forbidding link (a, b) leaves end a and start b free; the best matching without it is the
+    best matching with a detour from a to b: a takes another start, whose end takes another,
+    and so on until somebody takes b, or a and b simply stay free. In the residual graph of the
+    matching (taking a start costs its weight, giving one back earns it) that is the cheapest
+    path from a to b, found by Dijkstra on costs made non-negative once by Bellman-Ford
+    potentials (an optimal matching leaves no negative cycle), so each link costs one shortest
+    path, not one more assignment. A hub node stands for being unmatched: any end may let its
+    start go and any free end may step in, at no cost.
+    """
+
+    def __init__(self, block: FloatArray, pairs: list[tuple[int, int]]) -> None:
+        n_rows, n_cols = block.shape
+        self.n_rows, hub = n_rows, n_rows + n_cols
+        col_of, row_of = -np.ones(n_rows, dtype=np.int64), -np.ones(n_cols, dtype=np.int64)
+        for a, b in pairs:
+            col_of[a], row_of[b] = b, a
+        rows, cols = np.nonzero(block > 0.0)
+        unmatched = col_of[rows] != cols
+        self.rows, self.cols = rows[unmatched], cols[unmatched]  # links the matching did not make
+        matched = np.flatnonzero(col_of >= 0)
+        free_rows, free_cols = np.flatnonzero(col_of < 0), np.flatnonzero(row_of < 0)
+        edges = [
+            (self.rows, n_rows + self.cols, -block[self.rows, self.cols]),  # an end takes a start
+            (n_rows + col_of[matched], matched, block[matched, col_of[matched]]),  # its end lets it go
+            (matched, np.full(len(matched), hub), np.zeros(len(matched))),  # an end stays alone
+            (n_rows + free_cols, np.full(len(free_cols), hub), np.zeros(len(free_cols))),  # a free start taken
+            (np.full(len(matched), hub), n_rows + col_of[matched], np.zeros(len(matched))),  # a start left alone
+            (np.full(len(free_rows), hub), free_rows, np.zeros(len(free_rows))),  # a free end steps in
+        ]
+        self.tail, self.head, cost = (np.concatenate(part) for part in zip(*edges))
+        self.nodes = hub + 1
+        source = self.nodes  # joined to every node at no cost, for the potentials
+        graph = sparse.csr_matrix(
+            (
+                np.concatenate([cost, np.zeros(self.nodes)]),
+                (
+                    np.concatenate([self.tail, np.full(self.nodes, source)]),
+                    np.concatenate([self.head, np.arange(self.nodes)]),
+                ),
+            ),
+            shape=(self.nodes + 1, self.nodes + 1),
+        )
+        self.potential = bellman_ford(graph, indices=source)[: self.nodes]
+        self.reduced = np.maximum(cost + self.potential[self.tail] - self.potential[self.head], 0.0)
+
+    def cheapest(self, a: int, b: int, rows: npt.NDArray[np.bool_], cols: npt.NDArray[np.bool_]) -> float:
+        """Cost of the cheapest detour from end a to start b (at most 0: a and b may stay free),
+        with the links from the ends in `rows` to the starts in `cols` ruled out."""
+        keep = np.ones(len(self.tail), dtype=bool)
+        keep[: len(self.rows)] = ~(rows[self.rows] & cols[self.cols])
+        graph = sparse.csr_matrix((self.reduced[keep], (self.tail[keep], self.head[keep])), shape=(self.nodes,) * 2)
+        target = self.n_rows + b
+        return float(dijkstra(graph, indices=a)[target] - self.potential[a] + self.potential[target])
 
 
 def chain_positions(successor: IntArray) -> IntArray:
@@ -338,11 +394,10 @@ def chain_positions(successor: IntArray) -> IntArray:
     return out
 
 
-def _best_matching(weight: FloatArray) -> tuple[float, list[tuple[int, int]]]:
-    """Total weight and pairs of the heaviest matching over the positive entries of `weight`."""
+def _best_matching(weight: FloatArray) -> list[tuple[int, int]]:
+    """The pairs of the heaviest matching over the positive entries of `weight`."""
     a, b = linear_sum_assignment(weight, maximize=True)
-    pairs = [(int(i), int(j)) for i, j in zip(a, b) if weight[i, j] > 0.0]
-    return float(sum(weight[i, j] for i, j in pairs)), pairs
+    return [(int(i), int(j)) for i, j in zip(a, b) if weight[i, j] > 0.0]
 
 
 def handover_log_likelihood_ratio(

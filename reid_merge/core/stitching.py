@@ -344,7 +344,9 @@ class _Detours:
         free_rows, free_cols = np.flatnonzero(col_of < 0), np.flatnonzero(row_of < 0)
         edges = [
             (self.rows, n_rows + self.cols, -block[self.rows, self.cols]),  # an end takes a start
-            (n_rows + col_of[matched], matched, block[matched, col_of[matched]]),  # its end lets it go
+            # its end lets it go (a hair dearer, so that a matching optimal only to rounding
+            # leaves no negative cycle for Bellman-Ford to refuse)
+            (n_rows + col_of[matched], matched, block[matched, col_of[matched]] + 1e-9),
             (matched, np.full(len(matched), hub), np.zeros(len(matched))),  # an end stays alone
             (n_rows + free_cols, np.full(len(free_cols), hub), np.zeros(len(free_cols))),  # a free start taken
             (np.full(len(matched), hub), n_rows + col_of[matched], np.zeros(len(matched))),  # a start left alone

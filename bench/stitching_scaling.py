@@ -2,7 +2,7 @@
 
 A link is made only where the best assignment loses enough when it is forbidden, so each link
 of a connected group of ends and starts costs one shortest path over that group
-(`stitching.confident_matching`). In a sparse scene the groups are tiny; in a dense crowd
+(`stitching.stitch`). In a sparse scene the groups are tiny; in a dense crowd
 that keeps losing people they merge into one. This scene is the worst we could make: `lanes`
 people walking side by side 6 px apart (boxes 120 px tall), each lost for 3 frames after
 every 30, at staggered times, so that every end has several plausible starts and the groups
@@ -22,7 +22,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from reid_merge.core.motion import handover, track_ends
-from reid_merge.core.stitching import clutter_density, confident_matching, handover_log_likelihood_ratio, handover_model
+from reid_merge.core.stitching import clutter_density, handover_model, link_weights, stitch
 from reid_merge.core.tracks import TrackSet, cooccurrence
 
 PIECE_FRAMES, GAP_FRAMES, LANE_PX, FPS = 30, 3, 6.0, 25.0
@@ -51,12 +51,8 @@ def weights(tracks: TrackSet) -> np.ndarray:
     ids = tracks.track_ids
     ends = track_ends(tracks, ids)
     error, gap = handover(ends, FPS)
-    evidence = handover_log_likelihood_ratio(
-        ends, error, gap, handover_model(tracks, FPS, 1.5), clutter_density(tracks, ids)
-    )
-    follows = ends.first_frame[None, :] > ends.last_frame[:, None]
-    possible = follows & ~cooccurrence(tracks, ids) & (gap <= 1.5) & (evidence > 0.0)
-    return np.where(possible, evidence, 0.0)
+    model, clutter = handover_model(tracks, FPS, 1.5), clutter_density(tracks, ids)
+    return link_weights(ends, error, gap, model, clutter, 1.5, ~cooccurrence(tracks, ids))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         linear_sum_assignment(w, maximize=True)
         baseline = time.perf_counter() - start
         start = time.perf_counter()
-        links = confident_matching(w, np.log(199.0))
+        links = stitch(w, np.log(199.0))
         margins = time.perf_counter() - start
         print(
             f"| {size} | {len(w)} | {int((w > 0).sum())} | {baseline:.3f} | {margins:.2f} | "

@@ -16,9 +16,9 @@ from reid_merge.core.stitching import (
     _Detours,
     chains,
     clutter_density,
-    confident_matching,
     crosses_the_edge,
     handover_model,
+    link_weights,
     stitch,
 )
 from reid_merge.core.tracks import TrackSet, cooccurrence
@@ -48,12 +48,13 @@ def test_too_few_long_tracks_fall_back_to_the_default_bounds() -> None:
     assert handover_model(short, 25.0, 3.0) == FALLBACK_MODEL
 
 
-def _lost_and_found(second_start: dict[int, tuple[float, float]]) -> TrackSet:
-    """Two people walking right in lanes 150 px apart, both lost in frames 41-50; `second_start`
-    gives, per person, the (x shift, scale) of the box where the later fragment starts."""
+def _lost_and_found(second_start: dict[int, tuple[float, float]], lane: float = 150.0) -> TrackSet:
+    """Two people walking right in lanes `lane` px apart (boxes 120 px tall), both lost in frames
+    41-50; `second_start` gives, per person, the (x shift, scale) of the box where the later
+    fragment starts."""
     rows = []
     for person, (shift, scale) in second_start.items():
-        y = 100.0 + 150.0 * person
+        y = 100.0 + lane * person
         for f in range(1, 41):
             rows.append((f, 2 * person + 1, 2.0 * f, y, 2.0 * f + 40.0, y + 120.0))
         for f in range(51, 91):
@@ -67,7 +68,8 @@ def _stitched(tracks: TrackSet, ratio: float = 49.0, model: HandoverModel | None
     ends = track_ends(tracks, ids)
     error, gap = handover(ends, 25.0)
     model = model or handover_model(_walkers(1.0), 25.0, 3.0)  # a steady camera, as learnt elsewhere
-    links = stitch(ends, error, gap, model, clutter_density(tracks, ids), 3.0, ~cooccurrence(tracks, ids), ratio)
+    weight = link_weights(ends, error, gap, model, clutter_density(tracks, ids), 3.0, ~cooccurrence(tracks, ids))
+    links = stitch(weight, np.log(ratio))
     return [(int(ids[i]), int(ids[j])) for i, j in links.pairs]
 
 
@@ -93,35 +95,25 @@ def test_who_comes_towards_the_camera_grows_as_foretold_and_is_stitched() -> Non
     assert _stitched(tracks_from_rows(rows), model=model) == [(1, 2), (3, 4)]
 
 
-def _companions(apart: float) -> TrackSet:
-    """Two people walking side by side, `apart` px between their lanes (boxes 120 px tall),
-    both lost in frames 41-50 and picked up again where they were going."""
-    rows = []
-    for person in range(2):
-        y = 100.0 + apart * person
-        rows += [(f, 2 * person + 1, 2.0 * f, y, 2.0 * f + 40.0, y + 120.0) for f in range(1, 41)]
-        rows += [(f, 2 * person + 2, 2.0 * f, y, 2.0 * f + 40.0, y + 120.0) for f in range(51, 91)]
-    return tracks_from_rows(rows)
-
-
 def test_companions_whose_swap_is_as_likely_are_not_stitched() -> None:
     # With a shaky camera's bounds, 10 px apart the swapped links land as well as the right
     # ones: either choice is a guess, so neither is made. 30 px apart motion can tell.
     shaky = handover_model(_walkers(6.0), 25.0, 3.0)
-    assert _stitched(_companions(10.0), model=shaky) == []
-    assert _stitched(_companions(30.0), model=shaky) == [(1, 2), (3, 4)]
+    side_by_side = {0: (0.0, 1.0), 1: (0.0, 1.0)}
+    assert _stitched(_lost_and_found(side_by_side, lane=10.0), model=shaky) == []
+    assert _stitched(_lost_and_found(side_by_side, lane=30.0), model=shaky) == [(1, 2), (3, 4)]
 
 
 def test_a_link_is_made_only_with_a_margin_over_every_alternative() -> None:
     # Row i is track i's end, column j track j's start. 0 -> 1 beats 1 -> 0's swap partner by
     # far more than the margin; in the second matrix the swap is nearly as likely.
-    assert confident_matching(np.array([[0.0, 9.0], [0.0, 0.0]]), 5.0).pairs == [(0, 1)]
-    two_starts = confident_matching(np.array([[0.0, 9.0, 8.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), 5.0)
+    assert stitch(np.array([[0.0, 9.0], [0.0, 0.0]]), 5.0).pairs == [(0, 1)]
+    two_starts = stitch(np.array([[0.0, 9.0, 8.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), 5.0)
     assert two_starts.pairs == [] and two_starts.ambiguous == 1
     # 0 -> 1 -> 2, where 0 -> 2 (skipping 1) is nearly as likely as 0 -> 1: the same person
     # linked otherwise, not a rival, so 0 -> 1 stands; 1 -> 2 alone is too weak.
     skip = np.array([[0.0, 9.0, 8.5], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
-    assert confident_matching(skip, 5.0).pairs == [(0, 1)]
+    assert stitch(skip, 5.0).pairs == [(0, 1)]
 
 
 def test_a_higher_ratio_needs_stronger_evidence() -> None:

@@ -44,7 +44,14 @@ from reid_merge.core.impurity import Split, apply_splits, find_impure_tracks, sp
 from reid_merge.core.interpolation import fill_gaps, starts_unsure
 from reid_merge.core.motion import handover, reachable, track_ends
 from reid_merge.core.similarity import track_similarity
-from reid_merge.core.stitching import chains, clutter_density, crosses_the_edge, handover_model, stitch
+from reid_merge.core.stitching import (
+    chains,
+    clutter_density,
+    crosses_the_edge,
+    handover_model,
+    link_weights,
+    stitch,
+)
 from reid_merge.core.tracks import TrackSet, cooccurrence
 from reid_merge.errors import InputError
 from reid_merge.io.atomic import StagedFiles, staged_files
@@ -353,16 +360,17 @@ def decide_merge(
     if frame_size is not None:  # who walks out of the picture was not lost by the tracker
         leaves, enters = crosses_the_edge(tracks, ends, track_ids, frame_size)
         allowed &= ~leaves[:, None] & ~enters[None, :]
-    min_ratio = (1.0 - config.false_merge_rate) / config.false_merge_rate
+    min_margin = np.log((1.0 - config.false_merge_rate) / config.false_merge_rate)
+    motion = (ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed)
     # How one person scores across a gap is learnt from the links motion alone would make at the
     # square root of the required ratio (enough of them, mostly right); the final links need
     # the full ratio from motion and appearance together.
-    links = stitch(ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed, np.sqrt(min_ratio))
+    links = stitch(link_weights(*motion), min_margin / 2.0)
     same = same_person_model(appearance, links.pairs, different.spread / 2) if different else None
     evidence = None  # appearance says nothing where one person scores no higher than two
     if same is not None and different is not None and same.centre > different.centre:
         evidence = appearance_log_likelihood_ratio(appearance, same, different)
-    links = stitch(ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed, min_ratio, evidence)
+    links = stitch(link_weights(*motion, evidence), min_margin)
     chain = chains(links.successor)
 
     # Chains that never share a frame and could reach each other are joined by appearance alone.

@@ -214,7 +214,7 @@ class Links:
         return [(int(i), int(j)) for i, j in enumerate(self.successor) if j >= 0]
 
 
-def stitch(
+def link_weights(
     ends: TrackEnds,
     error: FloatArray,
     gap_seconds: FloatArray,
@@ -222,19 +222,16 @@ def stitch(
     clutter: FloatArray,
     max_gap_seconds: float,
     allowed: npt.NDArray[np.bool_],
-    min_likelihood_ratio: float,
     appearance: FloatArray | None = None,
-) -> Links:
-    """One-to-one end-to-start links that motion makes far likelier than chance.
+) -> FloatArray:
+    """`(N, N)` evidence that track i is continued by track j, for `stitch`.
 
-    A link's evidence is the likelihood ratio of its hand-over (position error and size change)
-    under "one person", normals whose 95% radii are the video's bounds, against "somebody else
-    who happens to be there", the video's clutter density. A long gap is a loose prediction, so
-    it needs a closer landing than a short one. The links are the most likely one-to-one
-    assignment (Hungarian) over the pairs within both bounds, each kept only where it is at
-    least `min_likelihood_ratio` times likelier than the best assignment without it: than
-    nobody there, and than any other way of linking those ends and starts, such as two
-    companions walking side by side swapped (`confident_matching`).
+    A link's evidence is the log likelihood ratio of its hand-over (position error and size
+    change) under "one person", normals whose 95% radii are the video's bounds, against
+    "somebody else who happens to be there", the video's clutter density. A long gap is a
+    loose prediction, so it needs a closer landing than a short one. Every link possible and
+    likelier than chance keeps its evidence, whether or not it could be made itself: it is an
+    alternative to the others. The rest are 0.
 
     Args:
         ends: where each track starts and ends.
@@ -244,26 +241,21 @@ def stitch(
         max_gap_seconds: longest gap stitched; beyond it motion says too little.
         allowed: `(N, N)` False where a link is ruled out (shared frames, an appearance veto,
             a track that stays alone).
-        min_likelihood_ratio: how much likelier than chance, and than every alternative, a
-            link must be.
         appearance: `(N, N)` log likelihood ratio of appearance, same person against different,
             added to the motion's (the two are independent evidence), or None.
-
-    Returns:
-        Each track's successor (or -1).
     """
     evidence = handover_log_likelihood_ratio(ends, error, gap_seconds, model, clutter)
     if appearance is not None:
         evidence = evidence + appearance
     follows = ends.first_frame[None, :] > ends.last_frame[:, None]  # [i, j]: j starts after i ends
-    # Every link likelier than chance is an alternative, whether or not it could be made itself.
-    weight = np.where(follows & allowed & (gap_seconds <= max_gap_seconds) & (evidence > 0.0), evidence, 0.0)
-    return confident_matching(weight, np.log(min_likelihood_ratio))
+    return np.where(follows & allowed & (gap_seconds <= max_gap_seconds) & (evidence > 0.0), evidence, 0.0)
 
 
-def confident_matching(weight: FloatArray, min_margin: float) -> Links:
-    """The links of the most likely one-to-one matching that it beats, by at least
-    `min_margin`, every matching without that link.
+def stitch(weight: FloatArray, min_margin: float) -> Links:
+    """One-to-one end-to-start links: those of the most likely matching (Hungarian) that it
+    beats, by at least `min_margin`, every matching without that link: nobody there, and any
+    other way of linking those ends and starts, such as two companions walking side by side
+    swapped.
 
     `weight[i, j]` is the log likelihood ratio of row i continuing as column j against neither
     being linked (0: not a possible link). The margin of a link is what the best matching loses
@@ -275,11 +267,11 @@ def confident_matching(weight: FloatArray, min_margin: float) -> Links:
     as likely:
 
     >>> clear = np.zeros((4, 4)); clear[0, 2] = clear[1, 3] = 9.0; clear[0, 3] = clear[1, 2] = 2.0
-    >>> confident_matching(clear, 5.0).pairs
+    >>> stitch(clear, 5.0).pairs
     [(0, 2), (1, 3)]
     >>> companions = np.zeros((4, 4)); companions[0, 2] = companions[1, 3] = 9.0
     >>> companions[0, 3] = companions[1, 2] = 8.0
-    >>> links = confident_matching(companions, 5.0)
+    >>> links = stitch(companions, 5.0)
     >>> links.pairs, links.ambiguous
     ([], 2)
     """
@@ -296,21 +288,22 @@ def confident_matching(weight: FloatArray, min_margin: float) -> Links:
     for label in np.unique(component[rows]):
         r = np.unique(rows[component[rows] == label])
         c = np.unique(cols[component[n_rows + cols] == label])
-        pairs = _best_matching(weight[np.ix_(r, c)])
+        block = weight[np.ix_(r, c)]
+        pairs = _best_matching(block)
         for a, b in pairs:
             best_successor[r[a]] = c[b]
-        groups.append((r, c, pairs))
+        groups.append((r, c, block, pairs))
     chain = chain_positions(best_successor)
     ambiguous = 0
-    for r, c, pairs in groups:
-        block = weight[np.ix_(r, c)]
+    for r, c, block, pairs in groups:
         detours = _Detours(block, pairs)
+        row_chain, col_chain = chain[r], chain[c]
         for a, b in pairs:
             # Alternatives that jump from this link's chain before it to its chain after it are
             # the same person linked otherwise, not a rival: they do not count against it.
-            head, position = chain[r[a]]
-            before = (chain[r][:, 0] == head) & (chain[r][:, 1] <= position)
-            after = (chain[c][:, 0] == head) & (chain[c][:, 1] > position)
+            head, position = row_chain[a]
+            before = (row_chain[:, 0] == head) & (row_chain[:, 1] <= position)
+            after = (col_chain[:, 0] == head) & (col_chain[:, 1] > position)
             if block[a, b] + detours.cheapest(a, b, before, after) >= min_margin:
                 successor[r[a]] = c[b]
             elif block[a, b] >= min_margin:

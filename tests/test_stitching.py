@@ -148,6 +148,12 @@ def test_who_walks_out_of_the_picture_is_not_stitched_to_who_walks_in() -> None:
     inside = tracks_from_rows(walking_track(1, range(1, 21)) + walking_track(2, range(31, 51)))
     leaves, enters = crosses_the_edge(inside, track_ends(inside, inside.track_ids), inside.track_ids, (640, 480))
     assert not leaves.any() and not enters.any()
+    # Close to the camera, cut off by the bottom of the picture, walking sideways and drifting
+    # down a little as they come closer: along the edge, not out through it.
+    along = [(f, 1, 100.0 + 4.0 * f, 200.0 + 0.5 * f, 220.0 + 4.0 * f, 480.0) for f in range(1, 21)]
+    tracks = tracks_from_rows(along + [(f, 2, 300.0 + 4.0 * f, 210.0, 420.0 + 4.0 * f, 480.0) for f in range(30, 50)])
+    leaves, enters = crosses_the_edge(tracks, track_ends(tracks, tracks.track_ids), tracks.track_ids, (640, 480))
+    assert not leaves.any() and not enters.any()
 
 
 @settings(max_examples=200, deadline=None)

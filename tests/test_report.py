@@ -217,7 +217,9 @@ def test_real_run_report_has_a_gallery_per_person(tmp_path: Path) -> None:
 def test_links_left_unmade_as_ambiguous_are_shown_with_the_stitching() -> None:
     from reid_merge.app.run_writer import _stitching_fact
 
-    calibration = {"stitched_links": 3, "ambiguous_links": 2, "handover": {"samples": 40}}
-    assert _stitching_fact(calibration).startswith("3 links (2 more left unmade: another way of linking")
+    calibration = {"stitched_links": 3, "ambiguous_links": 2, "stitch_odds": 49.0, "handover": {"samples": 40}}
+    fact = _stitching_fact(calibration)
+    assert fact.startswith("3 links (2 more left unmade: another way of linking")
+    assert "each at least 49 times likelier" in fact
     older_run = {"stitched_links": 3, "handover": {"samples": 40}}  # recorded before the count was
     assert _stitching_fact(older_run).startswith("3 links; ")

@@ -188,8 +188,16 @@ class Config:
     false_merge_rate: float = setting(
         0.005,
         "merge",
-        "Target share of wrong decisions, for stitches by motion and joins by appearance.",
+        "Target share of wrong joins by appearance (and of wrong cuts of swapped tracks).",
         valid=within("(0, 0.5)"),
+        in_plan=True,
+    )
+    stitch_odds: float = setting(
+        199.0,
+        "merge",
+        "A stitch by motion must be this many times likelier one person than anybody else, "
+        "and than every other way of linking those ends and starts.",
+        valid=at_least(1),
         in_plan=True,
     )
     stitch_max_gap_seconds: float = setting(

@@ -360,7 +360,7 @@ def decide_merge(
     if frame_size is not None:  # who walks out of the picture was not lost by the tracker
         leaves, enters = crosses_the_edge(tracks, ends, track_ids, frame_size)
         allowed &= ~leaves[:, None] & ~enters[None, :]
-    min_margin = np.log((1.0 - config.false_merge_rate) / config.false_merge_rate)
+    min_margin = np.log(config.stitch_odds)
     motion = (ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed)
     # How one person scores across a gap is learnt from the links motion alone would make at the
     # square root of the required ratio (enough of them, mostly right); the final links need
@@ -418,6 +418,7 @@ def decide_merge(
     mapping = person_ids_by_first_appearance(tracks, track_ids, labels)
     calibration = {
         "false_merge_rate": config.false_merge_rate,
+        "stitch_odds": config.stitch_odds,
         "handover": model.to_dict(),
         "clutter_per_square_height": {
             "median": float(np.median(clutter)) if len(clutter) else 0.0,

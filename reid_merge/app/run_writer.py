@@ -255,8 +255,12 @@ def _stitching_fact(calibration: Mapping[str, Any]) -> str:
         return "not recorded"
     ambiguous = calibration.get("ambiguous_links") or 0  # absent from runs before it was recorded
     unmade = f" ({ambiguous} more left unmade: another way of linking was nearly as likely)" if ambiguous else ""
+    odds = calibration.get("stitch_odds")  # absent from runs before it was a setting
+    each = (
+        f"; each at least {_number(odds, float('nan')):g} times likelier than any other way of linking" if odds else ""
+    )
     return (
-        f"{calibration.get('stitched_links', '?')} links{unmade}; one person's hand-over stays within "
+        f"{calibration.get('stitched_links', '?')} links{unmade}{each}; one person's hand-over stays within "
         f"{_number(handover.get('position_slack_heights'), float('nan')):.2f} + "
         f"{_number(handover.get('position_heights_per_second'), float('nan')):.2f} x gap (s) box heights "
         f"(95%, from {handover.get('samples', '?')} cuts of this video's own tracks"

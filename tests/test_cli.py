@@ -152,7 +152,7 @@ def test_run_on_a_fragmenting_clip_joins_fragments_and_raises_idf1(tmp_path: Pat
     assert calibration["stitched_links"] >= 1 or calibration["join_similarity"] is not None
     assert calibration["different_people"]["pairs"] >= 10
     page = (out / "report.html").read_text()
-    assert "stitched by motion" in page and f"{calibration['stitched_links']} links" in page
+    assert "stitched by motion" in page and f"{calibration['stitched_links']} link" in page
 
 
 @pytest.mark.slow

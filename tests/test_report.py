@@ -223,3 +223,4 @@ def test_links_left_unmade_as_ambiguous_are_shown_with_the_stitching() -> None:
     assert "each at least 49 times likelier" in fact
     older_run = {"stitched_links": 3, "handover": {"samples": 40}}  # recorded before the count was
     assert _stitching_fact(older_run).startswith("3 links; ")
+    assert _stitching_fact({**calibration, "stitched_links": 1, "ambiguous_links": 0}).startswith("1 link; each")

@@ -259,8 +259,9 @@ def _stitching_fact(calibration: Mapping[str, Any]) -> str:
     each = (
         f"; each at least {_number(odds, float('nan')):g} times likelier than any other way of linking" if odds else ""
     )
+    links = calibration.get("stitched_links", "?")
     return (
-        f"{calibration.get('stitched_links', '?')} links{unmade}{each}; one person's hand-over stays within "
+        f"{links} link{'' if links == 1 else 's'}{unmade}{each}; one person's hand-over stays within "
         f"{_number(handover.get('position_slack_heights'), float('nan')):.2f} + "
         f"{_number(handover.get('position_heights_per_second'), float('nan')):.2f} x gap (s) box heights "
         f"(95%, from {handover.get('samples', '?')} cuts of this video's own tracks"

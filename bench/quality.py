@@ -589,7 +589,11 @@ def leave_one_out_table(oracle: list[dict], min_precision: float = 0.95, min_wor
                 "precision": row["precision"],
                 "min precision": row["min precision"],
                 "F1": row["F1"],
-                **{f"defaults {k}": score[held_out, defaults][k] for k in ("precision", "F1") if defaults},
+                **{
+                    f"defaults {k}": score[held_out, defaults][k]
+                    for k in ("precision", "min precision", "F1")
+                    if defaults
+                },
             }
         )
     return rows

@@ -59,3 +59,13 @@ def test_a_size_change_is_measured_beyond_the_growth_over_the_gap() -> None:
     steady = tracks_from_rows(walking_track(1, range(1, 21)) + walking_track(2, range(41, 61)))
     steady.xyxy[steady.track_id == 2, 3] = 250.0
     np.testing.assert_allclose(size_change(track_ends(steady, steady.track_ids), 0, 1), np.log(150.0 / 120.0))
+
+
+def test_stitching_judges_walking_on_where_the_gate_also_allows_turning_round() -> None:
+    # Walks right to x=200 by frame 20, and from frame 41 walks back left from there.
+    rows = walking_track(1, range(1, 21), speed=5.0) + walking_track(2, range(41, 61), x0=405.0, speed=-5.0)
+    ends = track_ends(tracks_from_rows(rows), np.array([1, 2]))
+    anyhow, _ = handover(ends, fps=25.0)
+    walked_on, _ = handover(ends, fps=25.0, still=False)
+    assert anyhow[0, 1] < 1e-9
+    np.testing.assert_allclose(walked_on[0, 1], 105.0 / 120.0)  # 21 frames at 5 px, in heights of 120 px

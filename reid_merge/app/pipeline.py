@@ -352,7 +352,9 @@ def decide_merge(
     appearance = np.where(too_few_crops[:, None] | too_few_crops[None, :], np.nan, similarity)
 
     ends = track_ends(tracks, track_ids)
-    error, gap = handover(ends, fps)
+    # A stitch is judged on walking on. "Stopped or turned" as a third way to land gave a wrong
+    # link one more way to fit and a true one one more rival (docs/quality.md).
+    error, gap = handover(ends, fps, still=False)
     model = handover_model(tracks, fps, config.stitch_max_gap_seconds)
     clutter = clutter_density(tracks, track_ids)
     different = different_person_model(appearance, shared_frame)
@@ -386,7 +388,8 @@ def decide_merge(
     cannot_link = chain_shared_frame | any_between(apart, chain, num_chains)
     never = shared_frame | apart  # track pairs that can never be one person by appearance
     if config.motion_gate:
-        never |= ~reachable(error, gap, config.motion_slack_heights, config.motion_heights_per_second)
+        anyhow = handover(ends, fps)[0]  # whether anybody could have got there at all: stopping included
+        never |= ~reachable(anyhow, gap, config.motion_slack_heights, config.motion_heights_per_second)
         np.fill_diagonal(never, False)
         cannot_link |= any_between(never, chain, num_chains)
     np.fill_diagonal(cannot_link, False)

@@ -103,27 +103,30 @@ def _velocity(frames: npt.NDArray[np.int64], xy: FloatArray) -> FloatArray:
     return (t[:, None] * (xy - xy.mean(axis=0))).sum(axis=0) / (t * t).sum()
 
 
-def handover(ends: TrackEnds, fps: float, rows_per_chunk: int = 1024) -> tuple[FloatArray, FloatArray]:
+def handover(
+    ends: TrackEnds, fps: float, still: bool = True, rows_per_chunk: int = 1024
+) -> tuple[FloatArray, FloatArray]:
     """Hand-over error (box heights) and gap (seconds) between every two tracks, both `(N, N)`.
 
     For tracks A (the one ending first) and B with a gap of `g` frames, the error is the
     smallest of ``|end_A + v_A g - start_B|`` (A walked on), ``|start_B - v_B g - end_A|``
-    (B walked in) and ``|start_B - end_A|`` (stopped or turned), over their mean height.
-    Tracks whose spans overlap get a gap of 0 and are judged at the near ends. Computed in
-    chunks of rows so that memory stays a few `(N, N)` arrays however many tracks there are.
+    (B walked in) and, with `still`, ``|start_B - end_A|`` (stopped or turned), over their
+    mean height. Tracks whose spans overlap get a gap of 0 and are judged at the near ends.
+    Computed in chunks of rows so that memory stays a few `(N, N)` arrays however many tracks
+    there are.
     """
     n = len(ends.first_frame)
     error = np.empty((n, n))
     gap = np.empty((n, n))
     for lo in range(0, n, rows_per_chunk):
         hi = min(n, lo + rows_per_chunk)
-        error[lo:hi], gap[lo:hi] = _handover_rows(ends, slice(lo, hi))
+        error[lo:hi], gap[lo:hi] = _handover_rows(ends, slice(lo, hi), still)
     # Tracks ending in the same frame are judged both ways: keep the worse.
     np.maximum(error, error.T, out=error)
     return error, gap / max(fps, 1e-6)
 
 
-def _handover_rows(ends: TrackEnds, rows: slice) -> tuple[FloatArray, FloatArray]:
+def _handover_rows(ends: TrackEnds, rows: slice, still: bool) -> tuple[FloatArray, FloatArray]:
     """Rows `rows` of the hand-over error and of the gap in frames."""
     first, last = ends.first_frame, ends.last_frame
     a_is_row = last[rows, None] <= last[None, :]  # the row's track ends first
@@ -139,7 +142,8 @@ def _handover_rows(ends: TrackEnds, rows: slice) -> tuple[FloatArray, FloatArray
         squared[0] += (static - v_a * gap) ** 2
         squared[1] += (static - v_b * gap) ** 2
         squared[2] += static**2
-    error = np.sqrt(np.minimum(np.minimum(squared[0], squared[1]), squared[2]))
+    moved = np.minimum(squared[0], squared[1])
+    error = np.sqrt(np.minimum(moved, squared[2]) if still else moved)
     error /= (ends.height[rows, None] + ends.height[None, :]) / 2.0
     return error, gap
 

@@ -124,7 +124,7 @@ def handover_model(
     )
     ends = track_ends(joined, joined.track_ids)
     earlier, later = np.arange(0, 2 * len(parts), 2), np.arange(1, 2 * len(parts), 2)
-    errors = np.array([handover(ends.subset([a, b]), fps)[0][0, 1] for a, b in zip(earlier, later)])
+    errors = np.array([handover(ends.subset([a, b]), fps, still=False)[0][0, 1] for a, b in zip(earlier, later)])
     size = np.abs(size_change(ends, earlier, later))
     seconds = (ends.first_frame[later] - ends.last_frame[earlier]) / fps
     return HandoverModel(_quantile_line(errors, seconds, quantile), _quantile_line(size, seconds, quantile), len(parts))

@@ -50,7 +50,7 @@ def weights(tracks: TrackSet) -> np.ndarray:
     """The log likelihood ratios `stitch` assigns over (the default 1.5 s, nothing else ruled out)."""
     ids = tracks.track_ids
     ends = track_ends(tracks, ids)
-    error, gap = handover(ends, FPS)
+    error, gap = handover(ends, FPS, still=False)  # as the merge judges a stitch
     model, clutter = handover_model(tracks, FPS, 1.5), clutter_density(tracks, ids)
     return link_weights(ends, error, gap, model, clutter, 1.5, ~cooccurrence(tracks, ids))
 

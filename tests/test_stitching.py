@@ -66,7 +66,7 @@ def _lost_and_found(second_start: dict[int, tuple[float, float]], lane: float = 
 def _stitched(tracks: TrackSet, ratio: float = 49.0, model: HandoverModel | None = None) -> list[tuple[int, int]]:
     ids = tracks.track_ids
     ends = track_ends(tracks, ids)
-    error, gap = handover(ends, 25.0)
+    error, gap = handover(ends, 25.0, still=False)  # as the merge judges a stitch
     model = model or handover_model(_walkers(1.0), 25.0, 3.0)  # a steady camera, as learnt elsewhere
     weight = link_weights(ends, error, gap, model, clutter_density(tracks, ids), 3.0, ~cooccurrence(tracks, ids))
     links = stitch(weight, np.log(ratio))

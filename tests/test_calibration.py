@@ -51,3 +51,16 @@ def test_appearance_never_counts_against_a_pair_that_looks_more_alike_than_usual
     ratio = appearance_log_likelihood_ratio(np.array([0.0, 0.6, 0.99, np.nan]), same, different)
     assert ratio[0] < 0 < ratio[1] <= ratio[2]
     assert ratio[3] == 0.0
+
+
+def test_appearance_claims_no_more_than_its_pairs_can_tell() -> None:
+    # Two normals alone: a similarity 9.5 spreads above two people's is e^45 times likelier one person.
+    same = ScoreModel(0.9, 0.02, 20)
+    few, many = ScoreModel(0.0, 0.1, 50), ScoreModel(0.0, 0.1, 5000)
+    at_few, at_many = (float(appearance_log_likelihood_ratio(np.array([0.95]), same, d)[0]) for d in (few, many))
+    # No more than the same side's peak density (20) over one in 51 of any similarity (density 0.5).
+    assert 0.0 < at_few <= np.log(20.0 * 51 / 0.5)
+    assert at_few < at_many  # more pairs that share a frame vouch for a thinner tail
+    # Against: no less than one in 21 of any similarity over the different side's peak (4).
+    far_below = float(appearance_log_likelihood_ratio(np.array([-0.9]), same, few)[0])
+    assert np.log(0.5 / 21 / 4.0) <= far_below < 0.0

@@ -54,7 +54,7 @@ def test_appearance_never_counts_against_a_pair_that_looks_more_alike_than_usual
 
 
 def test_appearance_claims_no_more_than_its_pairs_can_tell() -> None:
-    # Two normals alone: a similarity 9.5 spreads above two people's is e^45 times likelier one person.
+    # Two normals alone: a similarity 9.5 spreads above two people's is about e^44 times likelier one person.
     same = ScoreModel(0.9, 0.02, 20)
     few, many = ScoreModel(0.0, 0.1, 50), ScoreModel(0.0, 0.1, 5000)
     at_few, at_many = (float(appearance_log_likelihood_ratio(np.array([0.95]), same, d)[0]) for d in (few, many))

@@ -13,8 +13,9 @@ Pairs known to be one person are harder to come by: two stretches of one track l
 alike than two fragments of a person seen before and after an occlusion (on oracle fragments,
 after whitening, a fragment's first and last thirds have a median similarity 0.04-0.25 above
 that of consecutive fragments of one person, 0.01-0.14 with the whitening fitted
-without that track; calibrated on them, appearance vetoed true links on TUD-Campus:
-docs/quality.md). So the "same" side is estimated from links that motion made without
+without that track; calibrated on them where the links are too few, appearance vetoed true
+links on TUD-Campus, and with its tails bounded still carried a wrong one on KITTI-17 with
+MobileNetV2: docs/quality.md). So the "same" side is estimated from links that motion made without
 appearance (`same_person_model`); where those are too few, appearance adds no evidence to a
 stitch.
 """

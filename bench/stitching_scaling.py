@@ -21,8 +21,8 @@ import time
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from reid_merge.core.motion import handover, track_ends
-from reid_merge.core.stitching import clutter_density, handover_model, link_weights, stitch
+from reid_merge.core.motion import track_ends
+from reid_merge.core.stitching import clutter_density, handover_model, link_weights, stitch, stitch_error
 from reid_merge.core.tracks import TrackSet, cooccurrence
 
 PIECE_FRAMES, GAP_FRAMES, LANE_PX, FPS = 30, 3, 6.0, 25.0
@@ -50,7 +50,7 @@ def weights(tracks: TrackSet) -> np.ndarray:
     """The log likelihood ratios `stitch` assigns over (the default 1.5 s, nothing else ruled out)."""
     ids = tracks.track_ids
     ends = track_ends(tracks, ids)
-    error, gap = handover(ends, FPS, still=False)  # as the merge judges a stitch
+    error, gap = stitch_error(ends, FPS)
     model, clutter = handover_model(tracks, FPS, 1.5), clutter_density(tracks, ids)
     return link_weights(ends, error, gap, model, clutter, 1.5, ~cooccurrence(tracks, ids))
 

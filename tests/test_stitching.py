@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reid_merge.core.motion import handover, track_ends
+from reid_merge.core.motion import track_ends
 from reid_merge.core.stitching import (
     FALLBACK_MODEL,
     Envelope,
@@ -20,6 +20,7 @@ from reid_merge.core.stitching import (
     handover_model,
     link_weights,
     stitch,
+    stitch_error,
 )
 from reid_merge.core.tracks import TrackSet, cooccurrence
 from tests.builders import approaching_track, tracks_from_rows, walking_track
@@ -66,7 +67,7 @@ def _lost_and_found(second_start: dict[int, tuple[float, float]], lane: float = 
 def _stitched(tracks: TrackSet, ratio: float = 49.0, model: HandoverModel | None = None) -> list[tuple[int, int]]:
     ids = tracks.track_ids
     ends = track_ends(tracks, ids)
-    error, gap = handover(ends, 25.0, still=False)  # as the merge judges a stitch
+    error, gap = stitch_error(ends, 25.0)
     model = model or handover_model(_walkers(1.0), 25.0, 3.0)  # a steady camera, as learnt elsewhere
     weight = link_weights(ends, error, gap, model, clutter_density(tracks, ids), 3.0, ~cooccurrence(tracks, ids))
     links = stitch(weight, np.log(ratio))

@@ -51,6 +51,7 @@ from reid_merge.core.stitching import (
     handover_model,
     link_weights,
     stitch,
+    stitch_error,
 )
 from reid_merge.core.tracks import TrackSet, cooccurrence
 from reid_merge.errors import InputError
@@ -352,9 +353,7 @@ def decide_merge(
     appearance = np.where(too_few_crops[:, None] | too_few_crops[None, :], np.nan, similarity)
 
     ends = track_ends(tracks, track_ids)
-    # A stitch is judged on walking on. "Stopped or turned" as a third way to land gave a wrong
-    # link one more way to fit and a true one one more rival (docs/quality.md).
-    error, gap = handover(ends, fps, still=False)
+    error, gap = stitch_error(ends, fps)
     model = handover_model(tracks, fps, config.stitch_max_gap_seconds)
     clutter = clutter_density(tracks, track_ids)
     different = different_person_model(appearance, shared_frame)

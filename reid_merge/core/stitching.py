@@ -124,10 +124,18 @@ def handover_model(
     )
     ends = track_ends(joined, joined.track_ids)
     earlier, later = np.arange(0, 2 * len(parts), 2), np.arange(1, 2 * len(parts), 2)
-    errors = np.array([handover(ends.subset([a, b]), fps, still=False)[0][0, 1] for a, b in zip(earlier, later)])
+    errors = np.array([stitch_error(ends.subset([a, b]), fps)[0][0, 1] for a, b in zip(earlier, later)])
     size = np.abs(size_change(ends, earlier, later))
     seconds = (ends.first_frame[later] - ends.last_frame[earlier]) / fps
     return HandoverModel(_quantile_line(errors, seconds, quantile), _quantile_line(size, seconds, quantile), len(parts))
+
+
+def stitch_error(ends: TrackEnds, fps: float) -> tuple[FloatArray, FloatArray]:
+    """`motion.handover` as a stitch is judged, and its bounds learnt: on walking on (the earlier
+    track walked on, or the later one walked in), not on stopping or turning. A third way to
+    land gave a wrong link one more way to fit and a true one one more rival (docs/quality.md).
+    """
+    return handover(ends, fps, still=False)
 
 
 def _quantile_line(values: FloatArray, seconds: FloatArray, quantile: float) -> Envelope:

@@ -12,7 +12,8 @@ End to end, each scheme's merged tracks are gap-filled as its settings say (the 
 run writes), so `--vary fill_max_gap_seconds=0,0.5,1,2 --vary fill_method=linear,gsi`
 measures gap filling. With several schemes, a leave-one-sequence-out table says which scheme
 the other sequences would choose (best mean of `--select` over their inputs) and what it
-scores on the held-out one.
+scores on the held-out one. A last table holds each scheme's cuts against the raw tracker's own
+swaps (`tracker_switches`): real swaps, where `--protocol swaps` makes synthetic ones.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from oracle import cut_into_fragments, pairwise_scores
+from scipy.optimize import linear_sum_assignment
 
 from reid_merge.app.config import Config
 from reid_merge.app.pipeline import decide_merge, fill_person_gaps, gap_fill_rule, sample_crops, track_and_sample
@@ -41,6 +43,7 @@ from reid_merge.app.run_writer import Stopwatch
 from reid_merge.core.clustering import cluster_tracks
 from reid_merge.core.crops import box_quality
 from reid_merge.core.encounters import MIN_CROPS_EACH_SIDE, close_pairs
+from reid_merge.core.impurity import Split
 from reid_merge.core.tracks import TrackSet, box_iou, cooccurrence
 from reid_merge.eval.scores import GroundTruth, evaluate, read_ground_truth
 from reid_merge.io.tracks_io import as_written
@@ -284,12 +287,7 @@ def swap_table(sequences: list[Path], args: argparse.Namespace, base: Config) ->
                 swapped, swaps, crops, features = swapped_features(sequence, seed, config, args.cache)
                 usable = usable_boxes(swapped, info.width, info.height, config)
                 outcome = decide_merge(swapped, crops, features, config, info.fps, (info.width, info.height))
-                root = {int(t): int(t) for t in swapped.track_ids}
-                for split in outcome.splits:
-                    root[split.new_track_id] = root[split.track_id]
-                cut_frames: dict[int, list[int]] = {}
-                for split in outcome.splits:
-                    cut_frames.setdefault(root[split.track_id], []).append(split.frame)
+                cut_frames = cuts_by_track(outcome.splits, swapped.track_ids)
                 cuts += len(outcome.splits)
                 swapped_ids = set()
                 for swap in swaps:
@@ -320,6 +318,69 @@ def swap_table(sequences: list[Path], args: argparse.Namespace, base: Config) ->
                 }
             )
     return rows
+
+
+def cuts_by_track(splits: list[Split], track_ids: np.ndarray) -> dict[int, list[int]]:
+    """The frames each of the original tracks was cut at (a later cut may cut a part of it)."""
+    root = {int(t): int(t) for t in track_ids}
+    for split in splits:
+        root[split.new_track_id] = root[split.track_id]
+    frames: dict[int, list[int]] = {}
+    for split in splits:
+        frames.setdefault(root[split.track_id], []).append(split.frame)
+    return frames
+
+
+#: A tracker's switch counts when the track holds each of the two people for this many boxes
+#: or more: shorter runs are a box or two taken from somebody passing, not a swap to undo.
+MIN_SWITCH_RUN = 5
+
+
+def tracker_switches(raw: TrackSet, targets: TrackSet, min_run: int = MIN_SWITCH_RUN) -> dict[int, list[int]]:
+    """Where each raw track passed from one true identity to another: the first frame of the new
+    identity, between runs of at least `min_run` boxes matched to one identity each (boxes matched
+    one to one per frame, IoU at least 0.5; unmatched boxes are skipped). Real swaps, to hold the
+    cutting to where the synthetic ones (`swap_identities`) may flatter it."""
+    identity = -np.ones(len(raw), dtype=np.int64)
+    for frame in np.unique(raw.frame):
+        rows, truth = np.flatnonzero(raw.frame == frame), np.flatnonzero(targets.frame == frame)
+        if len(truth) == 0:
+            continue
+        iou = box_iou(raw.xyxy[rows], targets.xyxy[truth])
+        for i, j in zip(*linear_sum_assignment(iou, maximize=True)):
+            if iou[i, j] >= 0.5:
+                identity[rows[i]] = targets.track_id[truth[j]]
+    switches = {}
+    for track_id in raw.track_ids:
+        rows = np.flatnonzero((raw.track_id == track_id) & (identity >= 0))
+        rows = rows[np.argsort(raw.frame[rows], kind="stable")]
+        starts = np.flatnonzero(np.diff(identity[rows], prepend=-2))
+        lengths = np.diff(np.append(starts, len(rows)))
+        runs = starts[lengths >= min_run]
+        switches[int(track_id)] = [
+            int(raw.frame[rows[b]]) for a, b in zip(runs[:-1], runs[1:]) if identity[rows[a]] != identity[rows[b]]
+        ]
+    return switches
+
+
+def switch_row(switches: dict[int, list[int]], splits: list[Split], track_ids: np.ndarray) -> dict:
+    """How the cuts of one run met the raw tracker's switches: found (a cut within
+    SWAP_TOLERANCE_FRAMES of a switch) and clean tracks cut."""
+    cut_frames = cuts_by_track(splits, track_ids)
+
+    def found(track: int, frame: int) -> bool:
+        return any(abs(cut - frame) <= SWAP_TOLERANCE_FRAMES for cut in cut_frames.get(track, []))
+
+    every = [(track, frame) for track, frames in switches.items() for frame in frames]
+    clean = [track for track, frames in switches.items() if not frames]
+    return {
+        "switches": len(every),
+        "in tracks": sum(bool(frames) for frames in switches.values()),
+        f"cut (within {SWAP_TOLERANCE_FRAMES} frames)": sum(found(track, frame) for track, frame in every),
+        "tracks without a switch": len(clean),
+        "cut by mistake": sum(track in cut_frames for track in clean),
+        "cuts": len(splits),
+    }
 
 
 def usable_boxes(tracks: TrackSet, width: int, height: int, config: Config) -> np.ndarray:
@@ -460,6 +521,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
                 continue
             raw, *_ = tracked(source, base, args.cache)
             info = probe_video(source)
+
             fps = info.fps
             # Per tracking settings: the raw tracks' scores and their best possible merge's.
             known = {_tracking(base): references(raw, gt, base, fps)}
@@ -482,6 +544,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
                     (row["IDF1"] - raw_scores["IDF1"]) / possible if possible > 0 else 1.0
                 )
                 row["_raw"] = raw_scores  # what its gains are measured against (not printed)
+                row["_switches"] = switch_row(tracker_switches(raw, gt.targets), outcome.splits, raw.track_ids)
                 rows.append({"input": label, **row})
     return rows
 
@@ -679,6 +742,15 @@ def main(argv: list[str] | None = None) -> int:
         changed = f" with {' '.join(args.set)}" if args.set else ""
         print(f"\n## End to end (default detector and tracker{changed})\n")
         print_table(end_to_end)
+    if end_to_end:
+        print("\n## The raw tracker's own swaps, end to end (tracker_switches; cuts of each scheme)\n")
+        print_table(
+            [
+                {k: r[k] for k in ("embedder", "input", "scheme")} | r["_switches"]
+                for r in end_to_end
+                if "_switches" in r
+            ]
+        )
     if end_to_end_out:
         print(f"\n## Leave one sequence out, end to end (scheme chosen by mean {args.select} on the others)\n")
         print_table(end_to_end_out)

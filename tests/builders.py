@@ -84,17 +84,21 @@ def _crossing_track(track_id: int, x0: float, speed: float, y: float) -> list[tu
     return [(f, track_id, x0 + speed * f, y, x0 + speed * f + 40.0, y + 120.0) for f in CROSSING_FRAMES]
 
 
-def crossing_scene(swap: bool, seed: int = 0) -> tuple[TrackSet, np.ndarray, np.ndarray, np.ndarray]:
-    """Persons 1 and 2 cross at frame 30 (the tracker swaps their IDs there when `swap`); 3 and 4
-    cross at frame 30 too and keep theirs; 5 to 8 walk alone, far from everybody."""
+def crossing_scene(
+    swap: bool, seed: int = 0, lost: tuple[int, ...] = (), swap_at: int = 31
+) -> tuple[TrackSet, np.ndarray, np.ndarray, np.ndarray]:
+    """Persons 1 and 2 cross at frame 30 (the tracker swaps their IDs from `swap_at` on when
+    `swap`); 3 and 4 cross at frame 30 too and keep theirs; 5 to 8 walk alone, far from
+    everybody. The tracker loses 1 and 2 in the frames `lost`."""
     rows = _crossing_track(1, 0.0, 4.0, 100.0) + _crossing_track(2, 240.0, -4.0, 140.0)
+    rows = [row for row in rows if row[0] not in lost]
     rows += _crossing_track(3, 1000.0, 4.0, 100.0) + _crossing_track(4, 1240.0, -4.0, 140.0)
     for k, track_id in enumerate(range(5, 9)):
         rows += walking_track(track_id, CROSSING_FRAMES, x0=2000.0 + 400.0 * k)
     tracks = tracks_from_rows(rows)
     person = tracks.track_id.copy()
     if swap:
-        later = tracks.frame >= 31
+        later = tracks.frame >= swap_at
         tracks = TrackSet(
             tracks.frame,
             np.where(later & (person == 1), 2, np.where(later & (person == 2), 1, person)),
@@ -103,7 +107,9 @@ def crossing_scene(swap: bool, seed: int = 0) -> tuple[TrackSet, np.ndarray, np.
         )
     rng = np.random.default_rng(seed)
     look = rng.normal(size=(9, 32))
-    crop_frame = np.tile(np.linspace(2, 59, 16).round().astype(np.int64), 8)
+    spread = np.linspace(2, 59, 16).round().astype(np.int64)
+    seen = np.setdiff1d(CROSSING_FRAMES, lost)
+    crop_frame = np.tile(seen[np.abs(seen[:, None] - spread[None, :]).argmin(axis=0)], 8)  # nearest seen frames
     crop_track = np.repeat(np.arange(1, 9), 16)
     crop_person = np.array(
         [person[(tracks.track_id == t) & (tracks.frame == f)][0] for t, f in zip(crop_track, crop_frame)]

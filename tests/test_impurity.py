@@ -82,3 +82,21 @@ def test_a_new_look_only_a_little_like_somebody_met_is_not_cut() -> None:
         )
         features[changed] /= np.linalg.norm(features[changed], axis=1, keepdims=True)
         assert find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=0.005) == []
+
+
+def test_a_swap_where_the_tracker_picked_both_up_again_is_cut_there() -> None:
+    """Lost for frames 10-25, picked up again as they meet, lost again at 30-33 and picked up
+    swapped: the encounter's place is the first pick-up (the box moved most over the longer
+    loss); the second, next to somebody, is a place of its own."""
+    lost = (*range(10, 26), *range(30, 34))
+    for seed in range(3):
+        tracks, features, crop_track, crop_frame = crossing_scene(swap=True, seed=seed, lost=lost, swap_at=34)
+        splits = find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=0.005)
+        assert sorted((s.track_id, s.frame) for s in splits) == [(1, 34), (2, 34)]
+
+
+def test_a_pick_up_without_a_swap_is_not_cut() -> None:
+    lost = (*range(10, 26), *range(30, 34))
+    for seed in range(3):
+        tracks, features, crop_track, crop_frame = crossing_scene(swap=False, seed=seed, lost=lost)
+        assert find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=0.005) == []

@@ -18,7 +18,9 @@ the per-frame detections are cached. On those same detections:
 - for reference, our own pipeline: the raw tracks of our default tracker
   (``bench/quality.py``'s cache) and our merge of them, with both embedders.
 
-Every row is scored by ``reid_merge.eval.scores.evaluate`` (TrackEval) against gt/gt.txt.
+Every row is scored by ``reid_merge.eval.scores.evaluate`` (TrackEval) against gt/gt.txt. A
+second table per sequence holds BoxMOT ByteTrack's own swaps (``bench/quality.py``'s
+``tracker_switches``) against the cuts our merge makes in its tracks.
 
 BoxMOT is a bench-only dependency (``reid_merge`` and ``tests`` never import it). BoxMOT 25
 pins opencv-python<5, pandas<3 and gdown<6, older than this project's environment, so it
@@ -50,10 +52,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from quality import ROOT, TRACKING_CODE, best_possible_labels, cache_key, cached, print_table, score_row, tracked
+from quality import (
+    ROOT,
+    TRACKING_CODE,
+    best_possible_labels,
+    cache_key,
+    cached,
+    print_table,
+    score_row,
+    switch_row,
+    tracked,
+    tracker_switches,
+)
 
 from reid_merge.app.config import Config
-from reid_merge.app.pipeline import decide_merge, sample_crops
+from reid_merge.app.pipeline import MergeOutcome, decide_merge, sample_crops
 from reid_merge.app.results import Reporter
 from reid_merge.core.tracks import TrackSet
 from reid_merge.eval.scores import evaluate, read_ground_truth
@@ -196,14 +209,19 @@ def _embed_boxes(tracks: TrackSet, video: Path, weights: Path) -> np.ndarray:
 
 def our_merge(tracks: TrackSet, video: Path, config: Config, cache: Path) -> TrackSet:
     """Our merge of `tracks` with `config`, as ``reid-merge merge`` decides it (crops and features cached)."""
+    outcome = our_outcome(tracks, video, config, cache)
+    return outcome.tracks.relabel(outcome.mapping)
+
+
+def our_outcome(tracks: TrackSet, video: Path, config: Config, cache: Path) -> MergeOutcome:
+    """What our merge decides for `tracks` (cuts, persons), crops and features cached."""
     shaping = {k: config.to_dict()[k] for k in CROP_SHAPING}
     key = cache_key("peers-crops", str(video), _digest(*_columns(tracks)), shaping)
     crops, features = cached(
         cache / "peers" / f"crops-{video.stem}-{key}.pkl", lambda: _crops_and_features(tracks, video, config)
     )
     info = probe_video(video)
-    outcome = decide_merge(tracks, crops, features, config, info.fps, (info.width, info.height))
-    return outcome.tracks.relabel(outcome.mapping)
+    return decide_merge(tracks, crops, features, config, info.fps, (info.width, info.height))
 
 
 def _crops_and_features(tracks: TrackSet, video: Path, config: Config) -> tuple[Any, np.ndarray]:
@@ -279,6 +297,23 @@ def sequence_rows(sequence: Path, weights: Path, cache: Path, bytetrack_settings
     return rows
 
 
+def switch_rows(sequence: Path, weights: Path, cache: Path) -> list[dict]:
+    """BoxMOT ByteTrack's own swaps (`quality.tracker_switches`) against our cuts of its tracks."""
+    video = sequence / f"{sequence.name}.mp4"
+    gt = read_ground_truth(sequence / "gt" / "gt.txt")
+    base = Config()
+    byte = boxmot_tracks("bytetrack", video, detections(video, base, cache), boxmot_copy(weights, cache), cache)
+    switches = tracker_switches(byte, gt.targets)
+    rows = []
+    for name, config in (
+        ("MobileNetV2", base),
+        ("OSNet", dataclasses.replace(base, reid_model="osnet_x0_25", reid_weights=str(weights))),
+    ):
+        outcome = our_outcome(byte, video, config, cache)
+        rows.append({"cuts of": name, **switch_row(switches, outcome.splits, byte.track_ids)})
+    return rows
+
+
 def boxmot_copy(weights: Path, cache: Path) -> Path:
     """An absolute path to a copy of `weights` named so that BoxMOT loads it as OSNet x0.25 on torch."""
     target = (cache / "peers" / BOXMOT_WEIGHTS_NAME).resolve()
@@ -308,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = sequence_rows(sequence, weights, args.cache, chosen[sequence.name])
         print(f"\n## {sequence.name}\n")
         print_table(rows)
+        print(f"\n### {sequence.name}: BoxMOT ByteTrack's own swaps against our cuts of its tracks\n")
+        print_table(switch_rows(sequence, weights, args.cache))
         print(flush=True)
     return 0
 

@@ -114,9 +114,9 @@ def picked_up_near(track: TrackSet, near: npt.NDArray[np.bool_]) -> IntArray:
     or more, next to somebody: its box there or its last box before the loss near another track's.
 
     A tracker hands an ID on where it picks a lost person up about as often as anywhere else in
-    an encounter: of the real switches in our tracker's raw tracks of the four dev sequences, 18
-    of 41 came right after a loss, and the encounters' places (one each, where the box jumped
-    most) lay within 5 frames of 16 of the 41; with the pick-ups, 22 (docs/quality.md).
+    an encounter: of the real switches in our tracker's raw tracks of the four dev sequences, 16
+    of 41 came within 5 frames of a loss, and the encounters' places (one each, where the box
+    jumped most) lay within 5 frames of 16 of the 41; with the pick-ups, 22 (docs/quality.md).
 
     Args:
         track: the detections of one track, sorted by frame.

@@ -521,10 +521,11 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
                 continue
             raw, *_ = tracked(source, base, args.cache)
             info = probe_video(source)
-
             fps = info.fps
-            # Per tracking settings: the raw tracks' scores and their best possible merge's.
+            # Per tracking settings: the raw tracks' scores and their best possible merge's, and
+            # the raw tracker's own switches.
             known = {_tracking(base): references(raw, gt, base, fps)}
+            own_switches = {_tracking(base): tracker_switches(raw, gt.targets)}
             rows += [{"input": label, **r} for r in known[_tracking(base)]]
             for name, config in schemes(args, base):
                 raw, crops, features, _ = tracked(source, config, args.cache)
@@ -533,6 +534,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
                         f"{k}={getattr(config, k)}" for k in TRACKING if getattr(config, k) != getattr(base, k)
                     )
                     known[_tracking(config)] = references(raw, gt, config, fps, f" ({changed})")
+                    own_switches[_tracking(config)] = tracker_switches(raw, gt.targets)
                     rows += [{"input": label, **r} for r in known[_tracking(config)]]
                 outcome = decide_merge(raw, crops, features, config, fps, (info.width, info.height))
                 rule = gap_fill_rule(raw, config)
@@ -544,7 +546,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
                     (row["IDF1"] - raw_scores["IDF1"]) / possible if possible > 0 else 1.0
                 )
                 row["_raw"] = raw_scores  # what its gains are measured against (not printed)
-                row["_switches"] = switch_row(tracker_switches(raw, gt.targets), outcome.splits, raw.track_ids)
+                row["_switches"] = switch_row(own_switches[_tracking(config)], outcome.splits, raw.track_ids)
                 rows.append({"input": label, **row})
     return rows
 

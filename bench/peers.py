@@ -260,8 +260,12 @@ def bytetrack_leave_one_out(sequences: list[Path], weights: Path, cache: Path) -
     return {sequence.name: grid[int(np.argmax(o))] for sequence, o in zip(sequences, others)}
 
 
-def sequence_rows(sequence: Path, weights: Path, cache: Path, bytetrack_settings: dict) -> list[dict]:
-    """Every method's scores on one sequence, in table order; `bytetrack_settings` chosen on the others."""
+def sequence_rows(
+    sequence: Path, weights: Path, cache: Path, bytetrack_settings: dict
+) -> tuple[list[dict], list[dict]]:
+    """Every method's scores on one sequence, in table order (`bytetrack_settings` chosen on the
+    others); and BoxMOT ByteTrack's own swaps (`quality.tracker_switches`) against our cuts of its
+    tracks, with each embedder."""
     video = sequence / f"{sequence.name}.mp4"
     gt = read_ground_truth(sequence / "gt" / "gt.txt")
     base = Config()
@@ -280,8 +284,10 @@ def sequence_rows(sequence: Path, weights: Path, cache: Path, bytetrack_settings
     upper = {int(t): int(label) + 1 for t, label in zip(byte.track_ids, best_possible_labels(byte, gt.targets))}
     add("BoxMOT ByteTrack + best possible merge", byte.relabel(upper))
     add("BoxMOT ByteTrack + GTA-Link (OSNet)", gta_link(byte, video, boxmot_weights, cache))
-    add(f"BoxMOT ByteTrack + {mobilenet}", our_merge(byte, video, base, cache))
-    add("BoxMOT ByteTrack + our merge (OSNet)", our_merge(byte, video, osnet, cache))
+    outcomes = {}  # kept for the swaps table
+    for embedder, config, method in (("MobileNetV2", base, mobilenet), ("OSNet", osnet, "our merge (OSNet)")):
+        outcome = outcomes[embedder] = our_outcome(byte, video, config, cache)
+        add(f"BoxMOT ByteTrack + {method}", outcome.tracks.relabel(outcome.mapping))
     chosen = boxmot_tracks("bytetrack", video, dets, boxmot_weights, cache, bytetrack_settings)
     loo = "BoxMOT ByteTrack (leave-one-out settings)"
     add(loo, chosen)
@@ -294,24 +300,12 @@ def sequence_rows(sequence: Path, weights: Path, cache: Path, bytetrack_settings
     add("our tracker (ultralytics ByteTrack, raw)", ours)
     add(f"our tracker + {mobilenet}", our_merge(ours, video, base, cache))
     add("our tracker + our merge (OSNet)", our_merge(ours, video, osnet, cache))
-    return rows
-
-
-def switch_rows(sequence: Path, weights: Path, cache: Path) -> list[dict]:
-    """BoxMOT ByteTrack's own swaps (`quality.tracker_switches`) against our cuts of its tracks."""
-    video = sequence / f"{sequence.name}.mp4"
-    gt = read_ground_truth(sequence / "gt" / "gt.txt")
-    base = Config()
-    byte = boxmot_tracks("bytetrack", video, detections(video, base, cache), boxmot_copy(weights, cache), cache)
     switches = tracker_switches(byte, gt.targets)
-    rows = []
-    for name, config in (
-        ("MobileNetV2", base),
-        ("OSNet", dataclasses.replace(base, reid_model="osnet_x0_25", reid_weights=str(weights))),
-    ):
-        outcome = our_outcome(byte, video, config, cache)
-        rows.append({"cuts of": name, **switch_row(switches, outcome.splits, byte.track_ids)})
-    return rows
+    cuts = [
+        {"cuts of": embedder, **switch_row(switches, outcome.splits, byte.track_ids)}
+        for embedder, outcome in outcomes.items()
+    ]
+    return rows, cuts
 
 
 def boxmot_copy(weights: Path, cache: Path) -> Path:
@@ -340,11 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.sequence and sequence.name not in args.sequence:
             continue
         print(f"# {sequence.name}: BoxMOT ByteTrack settings chosen on the others: {chosen[sequence.name]}", flush=True)
-        rows = sequence_rows(sequence, weights, args.cache, chosen[sequence.name])
+        rows, cuts = sequence_rows(sequence, weights, args.cache, chosen[sequence.name])
         print(f"\n## {sequence.name}\n")
         print_table(rows)
         print(f"\n### {sequence.name}: BoxMOT ByteTrack's own swaps against our cuts of its tracks\n")
-        print_table(switch_rows(sequence, weights, args.cache))
+        print_table(cuts)
         print(flush=True)
     return 0
 

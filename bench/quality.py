@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from oracle import cut_into_fragments, pairwise_scores
 from scipy.optimize import linear_sum_assignment
 
-from reid_merge.app.config import Config
+from reid_merge.app.config import Config, config_from_mapping
 from reid_merge.app.pipeline import decide_merge, fill_person_gaps, gap_fill_rule, sample_crops, track_and_sample
 from reid_merge.app.results import Reporter
 from reid_merge.app.run_writer import Stopwatch
@@ -45,6 +46,7 @@ from reid_merge.core.crops import box_quality
 from reid_merge.core.encounters import MIN_CROPS_EACH_SIDE, close_pairs
 from reid_merge.core.impurity import Split
 from reid_merge.core.tracks import TrackSet, box_iou, cooccurrence
+from reid_merge.errors import UsageError
 from reid_merge.eval.scores import GroundTruth, evaluate, read_ground_truth
 from reid_merge.io.tracks_io import as_written
 from reid_merge.io.video import probe_video
@@ -437,8 +439,7 @@ def schemes(args: argparse.Namespace, base: Config) -> list[tuple[str, Config]]:
     axes: list[list[tuple[str, object]]] = []
     for spec in args.vary:
         key, values = _setting(spec, "--vary")
-        default = getattr(base, key)
-        axes.append([(key, _parse_like(value, default)) for value in values.split(",")])
+        axes.append([(key, _parse_setting(key, value, f"--vary {spec}")) for value in values.split(",")])
     result = []
     for combination in itertools.product(*axes):
         name = " ".join(f"{k}={v}" for k, v in combination) or "defaults"
@@ -451,7 +452,7 @@ def base_config(args: argparse.Namespace) -> Config:
     changes = {}
     for spec in args.set:
         key, value = _setting(spec, "--set")
-        changes[key] = _parse_like(value, getattr(Config(), key))
+        changes[key] = _parse_setting(key, value, f"--set {spec}")
     return dataclasses.replace(Config(), **changes)
 
 
@@ -462,14 +463,14 @@ def _setting(spec: str, option: str) -> tuple[str, str]:
     return key, value
 
 
-def _parse_like(text: str, default: object) -> object:
-    if isinstance(default, bool):
-        return text.lower() in ("1", "true", "on", "yes")
-    if isinstance(default, int):
-        return int(text)
-    if isinstance(default, float):
-        return float(text)
-    return None if text == "none" else text
+def _parse_setting(key: str, text: str, where: str) -> object:
+    """A value as a config file would give it (YAML; `none` for no value), checked by `Config`:
+    a setting whose default is None (`threshold`) takes a number, and a bad value exits in one line."""
+    value = None if text.lower() == "none" else yaml.safe_load(text)
+    try:
+        return getattr(config_from_mapping({key: value}, where), key)
+    except UsageError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def oracle_table(sequences: list[Path], args: argparse.Namespace, base: Config) -> list[dict]:

@@ -1,8 +1,11 @@
-"""The bench's count of a real tracker's own swaps (`bench/quality.py`)."""
+"""The bench's count of a real tracker's own swaps, and how it reads settings (`bench/quality.py`)."""
 
 from __future__ import annotations
 
-from quality import switch_row, tracker_switches
+import argparse
+
+import pytest
+from quality import base_config, schemes, switch_row, tracker_switches
 
 from reid_merge.core.impurity import Split
 from reid_merge.core.tracks import TrackSet
@@ -48,3 +51,19 @@ def test_a_cut_near_a_switch_finds_it_and_a_cut_of_a_clean_track_is_a_mistake() 
         "cut by mistake": 1,
         "cuts": 2,
     }
+
+
+def test_settings_are_read_as_a_config_file_reads_them() -> None:
+    args = argparse.Namespace(set=["split_impure=false"], vary=["threshold=0.3,none"])
+    base = base_config(args)
+    assert base.split_impure is False
+    # threshold's default is None: its values are still numbers, and `none` is no value.
+    assert [(name, config.threshold) for name, config in schemes(args, base)] == [
+        ("threshold=0.3", 0.3),
+        ("threshold=None", None),
+    ]
+
+
+def test_a_bad_setting_value_exits_with_one_line() -> None:
+    with pytest.raises(SystemExit, match="--vary threshold=high: setting 'threshold' expects float"):
+        schemes(argparse.Namespace(vary=["threshold=high"]), base_config(argparse.Namespace(set=[])))

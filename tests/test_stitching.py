@@ -83,6 +83,18 @@ def test_a_start_off_the_walk_or_of_another_size_is_not_a_continuation() -> None
     assert _stitched(_lost_and_found({0: (360.0, 1.0), 1: (0.0, 2.0)})) == []
 
 
+def test_who_walked_left_is_not_continued_by_somebody_walking_right_from_there() -> None:
+    # Person 1 walks left and is lost at frame 40; from frame 51 somebody walks right from where
+    # person 1 would be, had they turned round when lost (carried back, the later track lands
+    # on the first one's end). Only one walk that both ends agree on is a continuation; the
+    # same start walking left is stitched.
+    left = [(f, 1, 300.0 - 2.0 * f, 100.0, 340.0 - 2.0 * f, 220.0) for f in range(1, 41)]
+    turned = [(f, 2, 220.0 + 2.0 * (f - 40), 100.0, 260.0 + 2.0 * (f - 40), 220.0) for f in range(51, 91)]
+    walked_on = [(f, 2, 220.0 - 2.0 * (f - 40), 100.0, 260.0 - 2.0 * (f - 40), 220.0) for f in range(51, 91)]
+    assert _stitched(tracks_from_rows(left + turned)) == []
+    assert _stitched(tracks_from_rows(left + walked_on)) == [(1, 2)]
+
+
 def test_who_comes_towards_the_camera_grows_as_foretold_and_is_stitched() -> None:
     # Both lost for 40 frames while growing 1% a frame: their boxes start half as large again,
     # beyond a size bound of 0.2, yet as their growth over the gap foretold.

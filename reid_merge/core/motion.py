@@ -4,7 +4,8 @@ Appearance alone glues look-alikes together. A person who vanishes at the left e
 reappear a moment later at the right, so before appearance is asked, each pair of tracks is
 checked for a plausible hand-over: the end of the earlier track, moved on at its velocity
 over the gap, must land near the start of the later one (or the later one, moved back,
-near the end of the earlier one). Distances are measured in box heights, so the rule does
+near the end of the earlier one). A stitch asks more: one walk that both ends agree on
+(`handover` with `walk`). Distances are measured in box heights, so the rule does
 not depend on the image size or how far people are from the camera, and gaps in seconds,
 so it does not depend on the frame rate.
 """
@@ -34,6 +35,8 @@ class TrackEnds:
             changes little over a short gap, a different person's often does).
         start_growth, end_growth: `(N,)` change of log box height per frame near each end: a
             person walking towards a camera, or a camera driving towards them, grows steadily.
+        start_boxes, end_boxes: `(N,)` how many boxes the velocity and growth near each end
+            were fitted on (one box: no velocity measured).
     """
 
     first_frame: npt.NDArray[np.int64]
@@ -47,6 +50,8 @@ class TrackEnds:
     end_height: FloatArray
     start_growth: FloatArray
     end_growth: FloatArray
+    start_boxes: npt.NDArray[np.int64]
+    end_boxes: npt.NDArray[np.int64]
 
     def subset(self, index: npt.ArrayLike) -> TrackEnds:
         """The ends of the tracks at `index`, in that order."""
@@ -63,6 +68,7 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
     start_v, end_v = np.zeros((n, 2)), np.zeros((n, 2))
     height, start_height, end_height = np.ones(n), np.ones(n), np.ones(n)
     start_growth, end_growth = np.zeros(n), np.zeros(n)
+    start_boxes, end_boxes = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     centres = (tracks.xyxy[:, :2] + tracks.xyxy[:, 2:]) / 2.0
     heights = tracks.xyxy[:, 3] - tracks.xyxy[:, 1]
     log_heights = np.log(np.maximum(heights, 1.0))[:, None]
@@ -81,6 +87,7 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
         end_height[k] = max(float(np.median(heights[rows[-window:]])), 1.0)
         start_growth[k] = _velocity(frames[:window], log_heights[rows[:window]])[0]
         end_growth[k] = _velocity(frames[-window:], log_heights[rows[-window:]])[0]
+        start_boxes[k] = end_boxes[k] = min(len(rows), window)
     return TrackEnds(
         first,
         last,
@@ -93,6 +100,8 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
         end_height,
         start_growth,
         end_growth,
+        start_boxes,
+        end_boxes,
     )
 
 
@@ -104,46 +113,59 @@ def _velocity(frames: npt.NDArray[np.int64], xy: FloatArray) -> FloatArray:
 
 
 def handover(
-    ends: TrackEnds, fps: float, still: bool = True, rows_per_chunk: int = 1024
+    ends: TrackEnds, fps: float, walk: bool = False, rows_per_chunk: int = 1024
 ) -> tuple[FloatArray, FloatArray]:
     """Hand-over error (box heights) and gap (seconds) between every two tracks, both `(N, N)`.
 
     For tracks A (the one ending first) and B with a gap of `g` frames, the error is the
     smallest of ``|end_A + v_A g - start_B|`` (A walked on), ``|start_B - v_B g - end_A|``
-    (B walked in) and, with `still`, ``|start_B - end_A|`` (stopped or turned), over their
-    mean height. Tracks whose spans overlap get a gap of 0 and are judged at the near ends.
-    Computed in chunks of rows so that memory stays a few `(N, N)` arrays however many tracks
-    there are.
+    (B walked in) and ``|start_B - end_A|`` (stopped or turned), over their mean height:
+    whether anybody could have got there at all.
+
+    With `walk` it is ``|start_B - end_A - v g|`` for the one velocity both ends agree on: v_A
+    and v_B weighted by the boxes each was fitted on (less one: a single box measures none).
+    That is how a stitch is judged. Either end alone let a person who walked left continue as
+    one who starts walking right from the same place, and gave a wrong link one more way to
+    fit; measured, both ends together lifted every sequence's oracle F1 (docs/quality.md).
+
+    Tracks whose spans overlap get a gap of 0 and are judged at the near ends. Computed in
+    chunks of rows so that memory stays a few `(N, N)` arrays however many tracks there are.
     """
     n = len(ends.first_frame)
     error = np.empty((n, n))
     gap = np.empty((n, n))
     for lo in range(0, n, rows_per_chunk):
         hi = min(n, lo + rows_per_chunk)
-        error[lo:hi], gap[lo:hi] = _handover_rows(ends, slice(lo, hi), still)
+        error[lo:hi], gap[lo:hi] = _handover_rows(ends, slice(lo, hi), walk)
     # Tracks ending in the same frame are judged both ways: keep the worse.
     np.maximum(error, error.T, out=error)
     return error, gap / max(fps, 1e-6)
 
 
-def _handover_rows(ends: TrackEnds, rows: slice, still: bool) -> tuple[FloatArray, FloatArray]:
+def _handover_rows(ends: TrackEnds, rows: slice, walk: bool) -> tuple[FloatArray, FloatArray]:
     """Rows `rows` of the hand-over error and of the gap in frames."""
     first, last = ends.first_frame, ends.last_frame
     a_is_row = last[rows, None] <= last[None, :]  # the row's track ends first
-    gap = np.where(a_is_row, first[None, :] - last[rows, None], first[rows, None] - last[None, :]).astype(np.float64)
-    np.maximum(gap, 0.0, out=gap)
-    squared = [np.zeros(gap.shape) for _ in range(3)]  # forward, backward, static
+
+    def earlier(values: npt.NDArray) -> npt.NDArray:  # of A, the track ending first
+        return np.where(a_is_row, values[rows, None], values[None, :])
+
+    def later(values: npt.NDArray) -> npt.NDArray:  # of B
+        return np.where(a_is_row, values[None, :], values[rows, None])
+
+    gap = np.maximum(later(first) - earlier(last), 0).astype(np.float64)
+    fitted_a = np.maximum(earlier(ends.end_boxes) - 1, 0).astype(np.float64)
+    fitted_b = np.maximum(later(ends.start_boxes) - 1, 0).astype(np.float64)
+    weight_a = np.divide(fitted_a, fitted_a + fitted_b, out=np.full(gap.shape, 0.5), where=fitted_a + fitted_b > 0)
+    squared = np.zeros((4, *gap.shape))  # walked on, walked in, stood still, one walk
     for c in range(2):
-        end_a = np.where(a_is_row, ends.end_xy[rows, c, None], ends.end_xy[None, :, c])
-        v_a = np.where(a_is_row, ends.end_velocity[rows, c, None], ends.end_velocity[None, :, c])
-        start_b = np.where(a_is_row, ends.start_xy[None, :, c], ends.start_xy[rows, c, None])
-        v_b = np.where(a_is_row, ends.start_velocity[None, :, c], ends.start_velocity[rows, c, None])
-        static = start_b - end_a
+        v_a, v_b = earlier(ends.end_velocity[:, c]), later(ends.start_velocity[:, c])
+        static = later(ends.start_xy[:, c]) - earlier(ends.end_xy[:, c])
         squared[0] += (static - v_a * gap) ** 2
         squared[1] += (static - v_b * gap) ** 2
         squared[2] += static**2
-    moved = np.minimum(squared[0], squared[1])
-    error = np.sqrt(np.minimum(moved, squared[2]) if still else moved)
+        squared[3] += (static - (weight_a * v_a + (1.0 - weight_a) * v_b) * gap) ** 2
+    error = np.sqrt(squared[3] if walk else squared[:3].min(axis=0))
     error /= (ends.height[rows, None] + ends.height[None, :]) / 2.0
     return error, gap
 
@@ -182,7 +204,8 @@ def reachable(
 
     >>> e = TrackEnds(np.array([1, 30, 30]), np.array([20, 50, 50]),
     ...     np.array([[0., 0], [62, 0], [600, 0]]), np.array([[38., 0], [100, 0], [640, 0]]),
-    ...     np.full((3, 2), [2., 0]), np.full((3, 2), [2., 0]), *np.full((3, 3), 100.), *np.zeros((2, 3)))
+    ...     np.full((3, 2), [2., 0]), np.full((3, 2), [2., 0]), *np.full((3, 3), 100.), *np.zeros((2, 3)),
+    ...     *np.full((2, 3), 10))
     >>> reachable(*handover(e, fps=25)).astype(int).tolist()
     [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
     """

@@ -131,11 +131,11 @@ def handover_model(
 
 
 def stitch_error(ends: TrackEnds, fps: float) -> tuple[FloatArray, FloatArray]:
-    """`motion.handover` as a stitch is judged, and its bounds learnt: on walking on (the earlier
-    track walked on, or the later one walked in), not on stopping or turning. A third way to
-    land gave a wrong link one more way to fit and a true one one more rival (docs/quality.md).
+    """`motion.handover` as a stitch is judged, and its bounds learnt: on one walk that both ends
+    agree on, not on either end alone nor on stopping or turning. Each other way to land gave a
+    wrong link one more way to fit and a true one one more rival (docs/quality.md).
     """
-    return handover(ends, fps, still=False)
+    return handover(ends, fps, walk=True)
 
 
 def _quantile_line(values: FloatArray, seconds: FloatArray, quantile: float) -> Envelope:

@@ -116,7 +116,10 @@ def test_a_track_with_one_crop_is_not_joined_by_appearance() -> None:
     # (no walk does that, so motion does not stitch them): only appearance could join them, and
     # the second shows a single usable crop, too little to tell a look-alike from the same
     # person. A third track has no usable crop at all, but continues the second where it stood
-    # a second later: motion stitches it, crops or not.
+    # a second later: motion stitches it, crops or not. (The first track ended 2.4 s before the
+    # third began: within 1.5 s only the second can be its predecessor; with a longer reach the
+    # video's too few tracks leave bounds loose enough that the first, grown twice as tall, is a
+    # rival.)
     frames = list(range(1, 21)) + list(range(46, 56)) + list(range(80, 86))
     ids = [1] * 20 + [2] * 10 + [3] * 6
     boxes = np.array([[100.0, 100.0, 140.0, 220.0]] * 20 + [[100.0, 100.0, 180.0, 340.0]] * 16)
@@ -129,7 +132,7 @@ def test_a_track_with_one_crop_is_not_joined_by_appearance() -> None:
         quality=np.ones(5),
     )
     features = np.tile([1.0, 0.0, 0.0], (5, 1))
-    config = dataclasses.replace(Config(), adapt=False, threshold=0.5)
+    config = dataclasses.replace(Config(), adapt=False, threshold=0.5, stitch_max_gap_seconds=1.5)
     alone = decide_merge(tracks, crops, features, config, fps=25.0)
     assert alone.mapping == {1: 1, 2: 2, 3: 2}
     assert (alone.tracks_too_few_crops, alone.tracks_without_crops) == (1, 1)

@@ -193,7 +193,7 @@ class Config:
         in_plan=True,
     )
     stitch_odds: float = setting(
-        199.0,
+        39.0,
         "merge",
         "A stitch by motion must be this many times likelier one person than anybody else, "
         "and than every other way of linking those ends and starts.",
@@ -201,7 +201,7 @@ class Config:
         in_plan=True,
     )
     stitch_max_gap_seconds: float = setting(
-        1.5,
+        2.5,
         "merge",
         "Longest gap over which fragments are stitched end to start by motion, seconds.",
         valid=within("(0, 60]"),

@@ -35,8 +35,8 @@ class TrackEnds:
             changes little over a short gap, a different person's often does).
         start_growth, end_growth: `(N,)` change of log box height per frame near each end: a
             person walking towards a camera, or a camera driving towards them, grows steadily.
-        start_boxes, end_boxes: `(N,)` how many boxes the velocity and growth near each end
-            were fitted on (one box: no velocity measured).
+        fitted_boxes: `(N,)` how many boxes the velocity and growth near either end were fitted
+            on, the track's boxes up to the window (one box: no velocity measured).
     """
 
     first_frame: npt.NDArray[np.int64]
@@ -50,8 +50,7 @@ class TrackEnds:
     end_height: FloatArray
     start_growth: FloatArray
     end_growth: FloatArray
-    start_boxes: npt.NDArray[np.int64]
-    end_boxes: npt.NDArray[np.int64]
+    fitted_boxes: npt.NDArray[np.int64]
 
     def subset(self, index: npt.ArrayLike) -> TrackEnds:
         """The ends of the tracks at `index`, in that order."""
@@ -68,7 +67,6 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
     start_v, end_v = np.zeros((n, 2)), np.zeros((n, 2))
     height, start_height, end_height = np.ones(n), np.ones(n), np.ones(n)
     start_growth, end_growth = np.zeros(n), np.zeros(n)
-    start_boxes, end_boxes = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     centres = (tracks.xyxy[:, :2] + tracks.xyxy[:, 2:]) / 2.0
     heights = tracks.xyxy[:, 3] - tracks.xyxy[:, 1]
     log_heights = np.log(np.maximum(heights, 1.0))[:, None]
@@ -87,7 +85,6 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
         end_height[k] = max(float(np.median(heights[rows[-window:]])), 1.0)
         start_growth[k] = _velocity(frames[:window], log_heights[rows[:window]])[0]
         end_growth[k] = _velocity(frames[-window:], log_heights[rows[-window:]])[0]
-        start_boxes[k] = end_boxes[k] = min(len(rows), window)
     return TrackEnds(
         first,
         last,
@@ -100,8 +97,7 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
         end_height,
         start_growth,
         end_growth,
-        start_boxes,
-        end_boxes,
+        np.minimum(bounds[1] - bounds[0], window).astype(np.int64),
     )
 
 
@@ -154,18 +150,26 @@ def _handover_rows(ends: TrackEnds, rows: slice, walk: bool) -> tuple[FloatArray
         return np.where(a_is_row, values[None, :], values[rows, None])
 
     gap = np.maximum(later(first) - earlier(last), 0).astype(np.float64)
-    fitted_a = np.maximum(earlier(ends.end_boxes) - 1, 0).astype(np.float64)
-    fitted_b = np.maximum(later(ends.start_boxes) - 1, 0).astype(np.float64)
-    weight_a = np.divide(fitted_a, fitted_a + fitted_b, out=np.full(gap.shape, 0.5), where=fitted_a + fitted_b > 0)
-    squared = np.zeros((4, *gap.shape))  # walked on, walked in, stood still, one walk
-    for c in range(2):
-        v_a, v_b = earlier(ends.end_velocity[:, c]), later(ends.start_velocity[:, c])
-        static = later(ends.start_xy[:, c]) - earlier(ends.end_xy[:, c])
-        squared[0] += (static - v_a * gap) ** 2
-        squared[1] += (static - v_b * gap) ** 2
-        squared[2] += static**2
-        squared[3] += (static - (weight_a * v_a + (1.0 - weight_a) * v_b) * gap) ** 2
-    error = np.sqrt(squared[3] if walk else squared[:3].min(axis=0))
+    # Per coordinate: how far B starts from where A ended, A's velocity there, B's at its start.
+    moves = [
+        (
+            later(ends.start_xy[:, c]) - earlier(ends.end_xy[:, c]),
+            earlier(ends.end_velocity[:, c]),
+            later(ends.start_velocity[:, c]),
+        )
+        for c in range(2)
+    ]
+    if walk:
+        fitted_a = np.maximum(earlier(ends.fitted_boxes) - 1, 0).astype(np.float64)
+        fitted_b = np.maximum(later(ends.fitted_boxes) - 1, 0).astype(np.float64)
+        weight_a = np.divide(fitted_a, fitted_a + fitted_b, out=np.full(gap.shape, 0.5), where=fitted_a + fitted_b > 0)
+        squared = sum((static - (weight_a * v_a + (1.0 - weight_a) * v_b) * gap) ** 2 for static, v_a, v_b in moves)
+    else:
+        walked_on = sum((static - v_a * gap) ** 2 for static, v_a, _ in moves)
+        walked_in = sum((static - v_b * gap) ** 2 for static, _, v_b in moves)
+        stood_still = sum(static**2 for static, _, _ in moves)
+        squared = np.minimum(np.minimum(walked_on, walked_in), stood_still)
+    error = np.sqrt(squared)
     error /= (ends.height[rows, None] + ends.height[None, :]) / 2.0
     return error, gap
 
@@ -205,7 +209,7 @@ def reachable(
     >>> e = TrackEnds(np.array([1, 30, 30]), np.array([20, 50, 50]),
     ...     np.array([[0., 0], [62, 0], [600, 0]]), np.array([[38., 0], [100, 0], [640, 0]]),
     ...     np.full((3, 2), [2., 0]), np.full((3, 2), [2., 0]), *np.full((3, 3), 100.), *np.zeros((2, 3)),
-    ...     *np.full((2, 3), 10))
+    ...     np.full(3, 10))
     >>> reachable(*handover(e, fps=25)).astype(int).tolist()
     [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
     """

@@ -10,6 +10,7 @@ from reid_merge.core.calibration import (
     appearance_log_likelihood_ratio,
     decisive_similarity,
     different_person_model,
+    unlearnt_appearance_log_likelihood_ratio,
 )
 
 
@@ -64,3 +65,17 @@ def test_appearance_claims_no_more_than_its_pairs_can_tell() -> None:
     # Against: no less than one in 21 of any similarity over the different side's peak (4).
     far_below = float(appearance_log_likelihood_ratio(np.array([-0.9]), same, few)[0])
     assert np.log(0.5 / 21 / 4.0) <= far_below < 0.0
+
+
+def test_without_links_to_learn_from_appearance_only_speaks_for_a_pair_and_no_louder_than_its_pairs_allow() -> None:
+    few, many = ScoreModel(0.0, 0.1, 50), ScoreModel(0.0, 0.1, 5000)
+    similarity = np.linspace(-1.0, 1.0, 201)
+    ratio = unlearnt_appearance_log_likelihood_ratio(similarity, few)
+    assert (ratio >= 0.0).all()  # never against: how low one person scores here is not known
+    assert (np.diff(ratio) >= -1e-12).all()  # the more alike, the more for
+    assert (ratio[similarity <= 0.1] == 0.0).all()  # within a spread of two people's typical score: nothing
+    assert ratio[-1] > 0.0
+    # No similarity rarer than one in 51 of any (density 0.5) against one person's density, 1 / (1 - 0).
+    assert ratio.max() <= np.log(1.0 / (0.5 / 51)) + 1e-9
+    at = int(np.argmin(np.abs(similarity - 0.5)))
+    assert unlearnt_appearance_log_likelihood_ratio(similarity, many)[at] > ratio[at]  # more pairs, thinner tail

@@ -154,6 +154,49 @@ def test_a_track_with_one_crop_is_not_joined_by_appearance() -> None:
     assert decide_merge(tracks, counted, features, config, fps=25.0).mapping == {1: 1, 2: 1, 3: 1}
 
 
+def _lost_and_found(alike: bool, seed: int = 0) -> tuple[TrackSet, CropSet, np.ndarray]:
+    """Five walkers in lanes 200 px apart, all 100 frames (they share frames: two people each
+    pair). Person 1 walks frames 1-40, is lost for 1.2 s and found again as track 2, 20 px off
+    the walk; track 2 looks like track 1 where `alike`, like nobody else otherwise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(5):
+        for f, t, x1, y1, x2, y2 in walking_track(10 + k, range(1, 101), x0=50.0 * k):
+            dx, dy = rng.normal(0.0, 3.0, 2)
+            rows.append((f, t, x1 + dx, y1 + 200.0 * (k + 1) + dy, x2 + dx, y2 + 200.0 * (k + 1) + dy))
+    rows += walking_track(1, range(1, 41))
+    rows += [(f, 2, x1, y1 + 20.0, x2, y2 + 20.0) for f, _, x1, y1, x2, y2 in walking_track(2, range(71, 111))]
+    tracks = tracks_from_rows(rows)
+    crop_track = np.repeat(tracks.track_ids, 8)
+    crop_frame = np.concatenate(
+        [
+            np.linspace(tracks.frame[tracks.track_id == t].min(), tracks.frame[tracks.track_id == t].max(), 8).round()
+            for t in tracks.track_ids
+        ]
+    ).astype(np.int64)
+    look = {int(t): rng.normal(size=64) for t in tracks.track_ids}
+    if alike:
+        look[2] = look[1]
+    features = np.array([look[int(t)] for t in crop_track]) + 0.5 * rng.normal(size=(len(crop_track), 64))
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    crops = CropSet([np.zeros((4, 2, 3), np.uint8)] * len(crop_track), crop_track, crop_frame, np.ones(len(crop_track)))
+    return tracks, crops, features
+
+
+def test_with_too_few_links_to_learn_from_appearance_speaks_for_a_stitch_never_against() -> None:
+    # One link cannot teach how one person scores across a gap. Still, a pair that looks far more
+    # alike than the walkers who share frames is evidence for one person: at odds motion alone
+    # does not reach, track 2 looking like track 1 is stitched, looking like nobody is not.
+    # Joining by appearance alone is off (threshold 0), so only the stitch can join them.
+    config = dataclasses.replace(Config(), split_impure=False, threshold=0.0, stitch_odds=1e4)
+    outcomes = {alike: decide_merge(*_lost_and_found(alike), config, fps=25.0) for alike in (True, False)}
+    assert {alike: o.mapping[1] == o.mapping[2] for alike, o in outcomes.items()} == {True: True, False: False}
+    assert all(o.calibration["appearance_in_stitching"] == "for only" for o in outcomes.values())
+    # And never against: at odds motion reaches alone, looking like nobody does not undo the link.
+    unlike = decide_merge(*_lost_and_found(False), dataclasses.replace(config, stitch_odds=1e3), fps=25.0)
+    assert unlike.mapping[1] == unlike.mapping[2]
+
+
 def test_a_swapped_track_is_cut_and_the_halves_of_each_person_joined_again() -> None:
     tracks, features, crop_track, crop_frame = crossing_scene(swap=True)
     crops = CropSet([np.zeros((4, 2, 3), np.uint8)] * len(crop_track), crop_track, crop_frame, np.ones(len(crop_track)))

@@ -37,6 +37,7 @@ from reid_merge.core.calibration import (
     decisive_similarity,
     different_person_model,
     same_person_model,
+    unlearnt_appearance_log_likelihood_ratio,
 )
 from reid_merge.core.clustering import MAX_DISTANCE, any_between, cluster_tracks
 from reid_merge.core.crops import CropSampler, CropSet
@@ -371,6 +372,8 @@ def decide_merge(
     evidence = None  # appearance says nothing where one person scores no higher than two
     if same is not None and different is not None and same.centre > different.centre:
         evidence = appearance_log_likelihood_ratio(appearance, same, different)
+    elif same is None and different is not None:  # too few links to learn from: only for, never against
+        evidence = unlearnt_appearance_log_likelihood_ratio(appearance, different)
     links = stitch(link_weights(*motion, evidence), min_margin)
     chain = chains(links.successor)
 
@@ -430,6 +433,7 @@ def decide_merge(
         "ambiguous_links": links.ambiguous,
         "different_people": different.to_dict() if different else None,
         "same_person_across_a_gap": same.to_dict() if same else None,
+        "appearance_in_stitching": None if evidence is None else ("learnt" if same is not None else "for only"),
         "chains": num_chains,
         "chains_different_people": chain_different.to_dict() if chain_different else None,
         "join_similarity": None if threshold < 0 else 1.0 - threshold,

@@ -16,8 +16,10 @@ that of consecutive fragments of one person, 0.01-0.14 with the whitening fitted
 without that track; calibrated on them where the links are too few, appearance vetoed true
 links on TUD-Campus, and with its tails bounded still carried a wrong one on KITTI-17 with
 MobileNetV2: docs/quality.md). So the "same" side is estimated from links that motion made without
-appearance (`same_person_model`); where those are too few, appearance adds no evidence to a
-stitch.
+appearance (`same_person_model`). Where those are too few (a short video of a few people has
+fewer true links than a distribution needs), appearance can still speak for a stitch, never
+against it: a pair that looks more alike than two people of this video rarely do
+(`unlearnt_appearance_log_likelihood_ratio`).
 """
 
 from __future__ import annotations
@@ -116,6 +118,28 @@ def appearance_log_likelihood_ratio(similarity: FloatArray, same: ScoreModel, di
     ratio = np.where(s > same.centre, np.maximum(ratio, ratio_at(np.array(same.centre))), ratio)
     ratio = np.where(s < different.centre, np.minimum(ratio, ratio_at(np.array(different.centre))), ratio)
     return np.where(np.isnan(similarity), 0.0, ratio)
+
+
+def unlearnt_appearance_log_likelihood_ratio(similarity: FloatArray, different: ScoreModel) -> FloatArray:
+    """Evidence for one person where no link taught how one person scores in this video.
+
+    All that is assumed is what any re-identification model is for: one person scores above
+    the typical pair of two people, anywhere from there up to 1 (uniformly, the least one can
+    claim about where). Against how two people score (`ScoreModel.log_likelihood`, no rarer than
+    its pairs can vouch for), a pair far out in two people's tail is then evidence for one
+    person. Nothing is evidence against: how low one person can score here is not known (counted
+    against, it cost KITTI-17, where a car sees people at very different sizes, true links), so
+    a pair that looks unlike is no evidence at all. NaN (no crops) gives 0.
+
+    >>> different = ScoreModel(0.0, 0.1, 50)
+    >>> ratio = unlearnt_appearance_log_likelihood_ratio(np.array([-0.5, 0.05, 0.5, np.nan]), different)
+    >>> [round(float(r), 2) for r in ratio]  # at most log(51 / 0.5) = 4.62: one in 51 of any similarity
+    [0.0, 0.0, 4.62, 0.0]
+    """
+    s = np.nan_to_num(np.asarray(similarity, dtype=np.float64), nan=different.centre)
+    log_same = -np.log(1.0 - min(different.centre, 1.0 - 1e-6))  # uniform density on [centre, 1]
+    ratio = np.where(s >= different.centre, log_same - different.log_likelihood(s), 0.0)
+    return np.where(np.isnan(similarity), 0.0, np.maximum(ratio, 0.0))
 
 
 def decisive_similarity(candidates: FloatArray, different: ScoreModel, false_rate: float) -> float:

@@ -224,3 +224,6 @@ def test_links_left_unmade_as_ambiguous_are_shown_with_the_stitching() -> None:
     older_run = {"stitched_links": 3, "handover": {"samples": 40}}  # recorded before the count was
     assert _stitching_fact(older_run).startswith("3 links; ")
     assert _stitching_fact({**calibration, "stitched_links": 1, "ambiguous_links": 0}).startswith("1 link; each")
+    few_links = _stitching_fact({**calibration, "appearance_in_stitching": "for only"})
+    assert "times likelier than any other way of linking; appearance counted only for a link" in few_links
+    assert "; appearance not counted;" in _stitching_fact({**calibration, "appearance_in_stitching": None})

@@ -260,8 +260,13 @@ def _stitching_fact(calibration: Mapping[str, Any]) -> str:
         f"; each at least {_number(odds, float('nan')):g} times likelier than any other way of linking" if odds else ""
     )
     links = calibration.get("stitched_links", "?")
+    appearance = {
+        "learnt": "; appearance counted for and against (how one person scores learnt from motion's links)",
+        "for only": "; appearance counted only for a link (too few links to learn how one person scores)",
+        None: "; appearance not counted",
+    }.get(calibration.get("appearance_in_stitching", "unrecorded"), "")  # absent from runs before it was recorded
     return (
-        f"{links} link{'' if links == 1 else 's'}{unmade}{each}; one person's hand-over stays within "
+        f"{links} link{'' if links == 1 else 's'}{unmade}{each}{appearance}; one person's hand-over stays within "
         f"{_number(handover.get('position_slack_heights'), float('nan')):.2f} + "
         f"{_number(handover.get('position_heights_per_second'), float('nan')):.2f} x gap (s) box heights "
         f"(95%, from {handover.get('samples', '?')} cuts of this video's own tracks"

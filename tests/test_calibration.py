@@ -79,3 +79,6 @@ def test_without_links_to_learn_from_appearance_only_speaks_for_a_pair_and_no_lo
     assert ratio.max() <= np.log(1.0 / (0.5 / 51)) + 1e-9
     at = int(np.argmin(np.abs(similarity - 0.5)))
     assert unlearnt_appearance_log_likelihood_ratio(similarity, many)[at] > ratio[at]  # more pairs, thinner tail
+    # A model whose scores all sit near 1 tells nobody apart: two people's typical score is no evidence.
+    saturated = ScoreModel(0.999, 1e-3, 50)
+    assert unlearnt_appearance_log_likelihood_ratio(np.array([0.999]), saturated)[0] == 0.0

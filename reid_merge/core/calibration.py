@@ -125,7 +125,8 @@ def unlearnt_appearance_log_likelihood_ratio(similarity: FloatArray, different: 
 
     All that is assumed is what any re-identification model is for: one person scores above
     the typical pair of two people, anywhere from there up to 1 (uniformly, the least one can
-    claim about where). Against how two people score (`ScoreModel.log_likelihood`, no rarer than
+    claim about where), and no more tightly than two people do (a model whose scores all sit
+    near 1 tells nobody apart). Against how two people score (`ScoreModel.log_likelihood`, no rarer than
     its pairs can vouch for), a pair far out in two people's tail is then evidence for one
     person. Nothing is evidence against: how low one person can score here is not known (counted
     against, it cost KITTI-17, where a car sees people at very different sizes, true links), so
@@ -137,7 +138,8 @@ def unlearnt_appearance_log_likelihood_ratio(similarity: FloatArray, different: 
     [0.0, 0.0, 4.62, 0.0]
     """
     s = np.nan_to_num(np.asarray(similarity, dtype=np.float64), nan=different.centre)
-    log_same = -np.log(1.0 - min(different.centre, 1.0 - 1e-6))  # uniform density on [centre, 1]
+    uniform = -np.log(1.0 - min(different.centre, 1.0 - 1e-6))  # density on [centre, 1]
+    log_same = min(uniform, float(different.log_likelihood(np.array(different.centre))))
     ratio = np.where(s >= different.centre, log_same - different.log_likelihood(s), 0.0)
     return np.where(np.isnan(similarity), 0.0, np.maximum(ratio, 0.0))
 

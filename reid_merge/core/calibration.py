@@ -137,11 +137,11 @@ def unlearnt_appearance_log_likelihood_ratio(similarity: FloatArray, different: 
     >>> [round(float(r), 2) for r in ratio]  # at most log(51 / 0.5) = 4.62: one in 51 of any similarity
     [0.0, 0.0, 4.62, 0.0]
     """
-    s = np.nan_to_num(np.asarray(similarity, dtype=np.float64), nan=different.centre)
+    s = np.asarray(similarity, dtype=np.float64)
     uniform = -np.log(1.0 - min(different.centre, 1.0 - 1e-6))  # density on [centre, 1]
     log_same = min(uniform, float(different.log_likelihood(np.array(different.centre))))
-    ratio = np.where(s >= different.centre, log_same - different.log_likelihood(s), 0.0)
-    return np.where(np.isnan(similarity), 0.0, np.maximum(ratio, 0.0))
+    ratio = np.where(s >= different.centre, log_same - different.log_likelihood(s), 0.0)  # NaN fails the test: 0
+    return np.maximum(ratio, 0.0)
 
 
 def decisive_similarity(candidates: FloatArray, different: ScoreModel, false_rate: float) -> float:

@@ -33,6 +33,7 @@ GIVEN: dict[str, tuple[tuple[str, ...], Any]] = {
     "false_merge_rate": (("--false-merge-rate", "0.02"), 0.02),
     "stitch_max_gap_seconds": (("--stitch-max-gap-seconds", "3"), 3.0),
     "stitch_odds": (("--stitch-odds", "49"), 49.0),
+    "unchecked_stitch_odds": (("--unchecked-stitch-odds", "99"), 99.0),
     "persons": (("--persons", "4"), 4),
     "criterion": (("--criterion", "dbc"), "dbc"),
     "dispersion_weight": (("--dispersion-weight", "0.2"), 0.2),

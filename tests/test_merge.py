@@ -197,6 +197,28 @@ def test_with_too_few_links_to_learn_from_appearance_speaks_for_a_stitch_never_a
     assert unlike.mapping[1] == unlike.mapping[2]
 
 
+def test_a_stitch_appearance_cannot_check_needs_the_odds_asked_of_motion_alone() -> None:
+    # The lost-and-found link is 10^3 to 10^4 times likelier by motion alone (the test above).
+    # Where both sides have crops to compare, stitch_odds applies; where track 2 has none, the
+    # link rests on motion alone and unchecked_stitch_odds applies.
+    tracks, crops, features = _lost_and_found(False)
+    keep = crops.track_id != 2
+    unseen = CropSet(
+        [c for c, k in zip(crops.crops, keep) if k], crops.track_id[keep], crops.frame[keep], crops.quality[keep]
+    )
+    config = dataclasses.replace(
+        Config(), split_impure=False, threshold=0.0, stitch_odds=1e3, unchecked_stitch_odds=1e4
+    )
+    seen = decide_merge(tracks, crops, features, config, fps=25.0)
+    blind = decide_merge(tracks, unseen, features[keep], config, fps=25.0)
+    assert (seen.mapping[1] == seen.mapping[2], blind.mapping[1] == blind.mapping[2]) == (True, False)
+    looser = decide_merge(
+        tracks, unseen, features[keep], dataclasses.replace(config, unchecked_stitch_odds=1e3), fps=25.0
+    )
+    assert looser.mapping[1] == looser.mapping[2]
+    assert blind.calibration["unchecked_stitch_odds"] == 1e4
+
+
 def test_a_swapped_track_is_cut_and_the_halves_of_each_person_joined_again() -> None:
     tracks, features, crop_track, crop_frame = crossing_scene(swap=True)
     crops = CropSet([np.zeros((4, 2, 3), np.uint8)] * len(crop_track), crop_track, crop_frame, np.ones(len(crop_track)))

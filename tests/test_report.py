@@ -227,3 +227,5 @@ def test_links_left_unmade_as_ambiguous_are_shown_with_the_stitching() -> None:
     few_links = _stitching_fact({**calibration, "appearance_in_stitching": "for only"})
     assert "times likelier than any other way of linking; appearance counted only for a link" in few_links
     assert "; appearance not counted;" in _stitching_fact({**calibration, "appearance_in_stitching": None})
+    unchecked = _stitching_fact({**calibration, "unchecked_stitch_odds": 99.0})
+    assert "49 times likelier than any other way of linking (99 where a side has too few crops" in unchecked

@@ -129,6 +129,16 @@ def test_a_link_is_made_only_with_a_margin_over_every_alternative() -> None:
     assert stitch(skip, 5.0).pairs == [(0, 1)]
 
 
+def test_each_link_can_be_asked_its_own_margin() -> None:
+    # Two independent links of evidence 4: made at a margin of 3, not at 5, each by its own.
+    weight = np.zeros((4, 4))
+    weight[0, 1] = weight[2, 3] = 4.0
+    margin = np.full((4, 4), 3.0)
+    margin[2, 3] = 5.0
+    links = stitch(weight, margin)
+    assert links.pairs == [(0, 1)] and links.ambiguous == 0
+
+
 def test_a_higher_ratio_needs_stronger_evidence() -> None:
     tracks = _lost_and_found({0: (0.0, 1.0), 1: (0.0, 1.0)})
     assert _stitched(tracks, 49.0) == [(1, 2), (3, 4)]

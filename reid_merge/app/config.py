@@ -193,10 +193,18 @@ class Config:
         in_plan=True,
     )
     stitch_odds: float = setting(
+        19.0,
+        "merge",
+        "A stitch by motion, appearance adding its evidence, must be this many times likelier one person "
+        "than anybody else, and than every other way of linking those ends and starts.",
+        valid=at_least(1),
+        in_plan=True,
+    )
+    unchecked_stitch_odds: float = setting(
         39.0,
         "merge",
-        "A stitch by motion must be this many times likelier one person than anybody else, "
-        "and than every other way of linking those ends and starts.",
+        "The same odds for a stitch appearance cannot check (a side with fewer than --min-crops-to-merge "
+        "usable crops): motion alone must carry it.",
         valid=at_least(1),
         in_plan=True,
     )

@@ -362,19 +362,27 @@ def decide_merge(
     if frame_size is not None:  # who walks out of the picture was not lost by the tracker
         leaves, enters = crosses_the_edge(tracks, ends, track_ids, frame_size)
         allowed &= ~leaves[:, None] & ~enters[None, :]
-    min_margin = np.log(config.stitch_odds)
+    unchecked_margin = np.log(config.unchecked_stitch_odds)
     motion = (ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed)
     # How one person scores across a gap is learnt from the links motion alone would make at the
-    # square root of the required ratio (enough of them, mostly right); the final links need
-    # the full ratio from motion and appearance together.
-    links = stitch(link_weights(*motion), min_margin / 2.0)
+    # square root of the ratio asked of motion alone (enough of them, mostly right); the final
+    # links need the full ratio from motion and appearance together.
+    links = stitch(link_weights(*motion), unchecked_margin / 2.0)
     same = same_person_model(appearance, links.pairs, different.spread / 2) if different else None
     evidence = None  # appearance says nothing where one person scores no higher than two
     if same is not None and different is not None and same.centre > different.centre:
         evidence = appearance_log_likelihood_ratio(appearance, same, different)
     elif same is None and different is not None:  # too few links to learn from: only for, never against
         evidence = unlearnt_appearance_log_likelihood_ratio(appearance, different)
-    links = stitch(link_weights(*motion, evidence), min_margin)
+    # A link appearance can check (crops enough on both sides to compare) needs stitch_odds from
+    # motion and appearance together; one it cannot rests on motion alone and needs more
+    # (TUD-Campus cut in halves: a man seen only behind others, continued 1.5 s later by
+    # another stepping out from behind them where his walk leads, docs/quality.md).
+    compared = crop_counts >= config.min_crops_to_merge
+    checked = compared[:, None] & compared[None, :] & (evidence is not None)
+    margin = np.full(checked.shape, unchecked_margin)
+    margin[checked] = np.log(config.stitch_odds)
+    links = stitch(link_weights(*motion, evidence), margin)
     chain = chains(links.successor)
 
     # Chains that never share a frame and could reach each other are joined by appearance alone.
@@ -424,6 +432,7 @@ def decide_merge(
     calibration = {
         "false_merge_rate": config.false_merge_rate,
         "stitch_odds": config.stitch_odds,
+        "unchecked_stitch_odds": config.unchecked_stitch_odds,
         "handover": model.to_dict(),
         "clutter_per_square_height": {
             "median": float(np.median(clutter)) if len(clutter) else 0.0,

@@ -256,8 +256,16 @@ def _stitching_fact(calibration: Mapping[str, Any]) -> str:
     ambiguous = calibration.get("ambiguous_links") or 0  # absent from runs before it was recorded
     unmade = f" ({ambiguous} more left unmade: another way of linking was nearly as likely)" if ambiguous else ""
     odds = calibration.get("stitch_odds")  # absent from runs before it was a setting
+    unchecked = calibration.get("unchecked_stitch_odds")  # absent from runs before it was a setting
+    where_unchecked = (
+        f" ({_number(unchecked, float('nan')):g} where a side has too few crops for appearance to check it)"
+        if unchecked is not None and unchecked != odds
+        else ""
+    )
     each = (
-        f"; each at least {_number(odds, float('nan')):g} times likelier than any other way of linking" if odds else ""
+        f"; each at least {_number(odds, float('nan')):g} times likelier than any other way of linking{where_unchecked}"
+        if odds
+        else ""
     )
     links = calibration.get("stitched_links", "?")
     appearance = {

@@ -264,11 +264,11 @@ def link_weights(
     return np.where(follows & allowed & (gap_seconds <= max_gap_seconds) & (evidence > 0.0), evidence, 0.0)
 
 
-def stitch(weight: FloatArray, min_margin: float) -> Links:
+def stitch(weight: FloatArray, min_margin: float | FloatArray) -> Links:
     """One-to-one end-to-start links: those of the most likely matching (Hungarian) that it
-    beats, by at least `min_margin`, every matching without that link: nobody there, and any
-    other way of linking those ends and starts, such as two companions walking side by side
-    swapped.
+    beats, by at least `min_margin` (one for all, or `(N, N)`, one per link), every matching
+    without that link: nobody there, and any other way of linking those ends and starts, such as
+    two companions walking side by side swapped.
 
     `weight[i, j]` is the log likelihood ratio of row i continuing as column j against neither
     being linked (0: not a possible link). The margin of a link is what the best matching loses
@@ -289,6 +289,7 @@ def stitch(weight: FloatArray, min_margin: float) -> Links:
     ([], 2)
     """
     successor = -np.ones(weight.shape[0], dtype=np.int64)
+    margin = np.broadcast_to(np.asarray(min_margin, dtype=np.float64), weight.shape)
     rows, cols = np.nonzero(weight > 0.0)
     if len(rows) == 0:
         return Links(successor)
@@ -317,9 +318,10 @@ def stitch(weight: FloatArray, min_margin: float) -> Links:
             head, position = row_chain[a]
             before = (row_chain[:, 0] == head) & (row_chain[:, 1] <= position)
             after = (col_chain[:, 0] == head) & (col_chain[:, 1] > position)
-            if block[a, b] + detours.cheapest(a, b, before, after) >= min_margin:
+            needed = margin[r[a], c[b]]
+            if block[a, b] + detours.cheapest(a, b, before, after) >= needed:
                 successor[r[a]] = c[b]
-            elif block[a, b] >= min_margin:
+            elif block[a, b] >= needed:
                 ambiguous += 1
     return Links(successor, ambiguous)
 

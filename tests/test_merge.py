@@ -219,6 +219,21 @@ def test_a_stitch_appearance_cannot_check_needs_the_odds_asked_of_motion_alone()
     assert blind.calibration["unchecked_stitch_odds"] == 1e4
 
 
+def test_one_crop_speaks_for_a_stitch_though_too_few_to_join_by() -> None:
+    # Track 2 keeps one crop: too few for a join by appearance (min_crops_to_merge 2), and the
+    # link needs the odds motion alone cannot reach here. Its one view, looking like track 1,
+    # still speaks for the link; looking like nobody, it does not.
+    def one_crop(alike: bool) -> tuple[TrackSet, CropSet, np.ndarray]:
+        tracks, crops, features = _lost_and_found(alike)
+        keep = (crops.track_id != 2) | (crops.frame == crops.frame[crops.track_id == 2].min())
+        kept = [c for c, k in zip(crops.crops, keep) if k]
+        return tracks, CropSet(kept, crops.track_id[keep], crops.frame[keep], crops.quality[keep]), features[keep]
+
+    config = dataclasses.replace(Config(), split_impure=False, threshold=0.0, unchecked_stitch_odds=1e4)
+    outcomes = {alike: decide_merge(*one_crop(alike), config, fps=25.0) for alike in (True, False)}
+    assert {alike: o.mapping[1] == o.mapping[2] for alike, o in outcomes.items()} == {True: True, False: False}
+
+
 def test_a_swapped_track_is_cut_and_the_halves_of_each_person_joined_again() -> None:
     tracks, features, crop_track, crop_frame = crossing_scene(swap=True)
     crops = CropSet([np.zeros((4, 2, 3), np.uint8)] * len(crop_track), crop_track, crop_frame, np.ones(len(crop_track)))

@@ -369,13 +369,20 @@ def decide_merge(
     # links need the full ratio from motion and appearance together.
     links = stitch(link_weights(*motion), unchecked_margin / 2.0)
     same = same_person_model(appearance, links.pairs, different.spread / 2) if different else None
+    # A track seen in fewer crops than min_crops_to_merge is not joined by appearance, but one
+    # view may still speak for a stitch; never against, since one crop scores more widely than
+    # the pairs the models were fitted on (against, too, cost TUD-Stadtmitte's true links).
+    glimpsed = crop_counts > 0
+    stitch_similarity = np.where(glimpsed[:, None] & glimpsed[None, :], similarity, np.nan)
+    one_view = too_few_crops[:, None] | too_few_crops[None, :]
     evidence = None  # appearance says nothing where one person scores no higher than two
     if same is not None and different is not None and same.centre > different.centre:
-        evidence = appearance_log_likelihood_ratio(appearance, same, different)
+        evidence = appearance_log_likelihood_ratio(stitch_similarity, same, different)
+        evidence = np.where(one_view, np.maximum(evidence, 0.0), evidence)
     elif same is None and different is not None:  # too few links to learn from: only for, never against
-        evidence = unlearnt_appearance_log_likelihood_ratio(appearance, different)
+        evidence = unlearnt_appearance_log_likelihood_ratio(stitch_similarity, different)
     # A link appearance can check (crops enough on both sides to compare) needs stitch_odds from
-    # motion and appearance together; one it cannot rests on motion alone and needs more
+    # motion and appearance together; one it cannot check rests on motion and needs more
     # (TUD-Campus cut in halves: a man seen only behind others, continued 1.5 s later by
     # another stepping out from behind them where his walk leads, docs/quality.md).
     compared = crop_counts >= config.min_crops_to_merge

@@ -204,7 +204,7 @@ class Config:
         39.0,
         "merge",
         "The same odds for a stitch appearance cannot check (a side with fewer than --min-crops-to-merge "
-        "usable crops): motion alone must carry it.",
+        "usable crops; one crop may speak for it, never against): motion must carry it.",
         valid=at_least(1),
         in_plan=True,
     )

@@ -351,7 +351,8 @@ def decide_merge(
     crop_counts = np.bincount(owner, minlength=len(track_ids))
     too_few_crops = (crop_counts > 0) & (crop_counts < config.min_crops_to_merge)
     doubtful = likely_false_positives(tracks, track_ids, config.short_track_detections, config.short_track_score)
-    appearance = np.where(too_few_crops[:, None] | too_few_crops[None, :], np.nan, similarity)
+    one_view = too_few_crops[:, None] | too_few_crops[None, :]
+    appearance = np.where(one_view, np.nan, similarity)
 
     ends = track_ends(tracks, track_ids)
     error, gap = stitch_error(ends, fps)
@@ -370,17 +371,15 @@ def decide_merge(
     links = stitch(link_weights(*motion), unchecked_margin / 2.0)
     same = same_person_model(appearance, links.pairs, different.spread / 2) if different else None
     # A track seen in fewer crops than min_crops_to_merge is not joined by appearance, but one
-    # view may still speak for a stitch; never against, since one crop scores more widely than
-    # the pairs the models were fitted on (against, too, cost TUD-Stadtmitte's true links).
-    glimpsed = crop_counts > 0
-    stitch_similarity = np.where(glimpsed[:, None] & glimpsed[None, :], similarity, np.nan)
-    one_view = too_few_crops[:, None] | too_few_crops[None, :]
+    # view may still speak for a stitch (`similarity`, unmasked; NaN only without crops); never
+    # against, since one crop scores more widely than the pairs the models were fitted on
+    # (against, too, cost TUD-Stadtmitte's true links).
     evidence = None  # appearance says nothing where one person scores no higher than two
     if same is not None and different is not None and same.centre > different.centre:
-        evidence = appearance_log_likelihood_ratio(stitch_similarity, same, different)
+        evidence = appearance_log_likelihood_ratio(similarity, same, different)
         evidence = np.where(one_view, np.maximum(evidence, 0.0), evidence)
     elif same is None and different is not None:  # too few links to learn from: only for, never against
-        evidence = unlearnt_appearance_log_likelihood_ratio(stitch_similarity, different)
+        evidence = unlearnt_appearance_log_likelihood_ratio(similarity, different)
     # A link appearance can check (crops enough on both sides to compare) needs stitch_odds from
     # motion and appearance together; one it cannot check rests on motion and needs more
     # (TUD-Campus cut in halves: a man seen only behind others, continued 1.5 s later by

@@ -183,6 +183,12 @@ def _lost_and_found(alike: bool, seed: int = 0) -> tuple[TrackSet, CropSet, np.n
     return tracks, crops, features
 
 
+def _only_crops(keep: np.ndarray, crops: CropSet, features: np.ndarray) -> tuple[CropSet, np.ndarray]:
+    """The crops (and their features) where `keep`."""
+    kept = [c for c, k in zip(crops.crops, keep) if k]
+    return CropSet(kept, crops.track_id[keep], crops.frame[keep], crops.quality[keep]), features[keep]
+
+
 def test_with_too_few_links_to_learn_from_appearance_speaks_for_a_stitch_never_against() -> None:
     # One link cannot teach how one person scores across a gap. Still, a pair that looks far more
     # alike than the walkers who share frames is evidence for one person: at odds motion alone
@@ -202,19 +208,14 @@ def test_a_stitch_appearance_cannot_check_needs_the_odds_asked_of_motion_alone()
     # Where both sides have crops to compare, stitch_odds applies; where track 2 has none, the
     # link rests on motion alone and unchecked_stitch_odds applies.
     tracks, crops, features = _lost_and_found(False)
-    keep = crops.track_id != 2
-    unseen = CropSet(
-        [c for c, k in zip(crops.crops, keep) if k], crops.track_id[keep], crops.frame[keep], crops.quality[keep]
-    )
+    unseen = _only_crops(crops.track_id != 2, crops, features)
     config = dataclasses.replace(
         Config(), split_impure=False, threshold=0.0, stitch_odds=1e3, unchecked_stitch_odds=1e4
     )
     seen = decide_merge(tracks, crops, features, config, fps=25.0)
-    blind = decide_merge(tracks, unseen, features[keep], config, fps=25.0)
+    blind = decide_merge(tracks, *unseen, config, fps=25.0)
     assert (seen.mapping[1] == seen.mapping[2], blind.mapping[1] == blind.mapping[2]) == (True, False)
-    looser = decide_merge(
-        tracks, unseen, features[keep], dataclasses.replace(config, unchecked_stitch_odds=1e3), fps=25.0
-    )
+    looser = decide_merge(tracks, *unseen, dataclasses.replace(config, unchecked_stitch_odds=1e3), fps=25.0)
     assert looser.mapping[1] == looser.mapping[2]
     assert blind.calibration["unchecked_stitch_odds"] == 1e4
 
@@ -226,8 +227,7 @@ def test_one_crop_speaks_for_a_stitch_though_too_few_to_join_by() -> None:
     def one_crop(alike: bool) -> tuple[TrackSet, CropSet, np.ndarray]:
         tracks, crops, features = _lost_and_found(alike)
         keep = (crops.track_id != 2) | (crops.frame == crops.frame[crops.track_id == 2].min())
-        kept = [c for c, k in zip(crops.crops, keep) if k]
-        return tracks, CropSet(kept, crops.track_id[keep], crops.frame[keep], crops.quality[keep]), features[keep]
+        return tracks, *_only_crops(keep, crops, features)
 
     config = dataclasses.replace(Config(), split_impure=False, threshold=0.0, unchecked_stitch_odds=1e4)
     outcomes = {alike: decide_merge(*one_crop(alike), config, fps=25.0) for alike in (True, False)}

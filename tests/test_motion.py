@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from reid_merge.core.motion import handover, reachable, size_change, track_ends
+from reid_merge.core.motion import handover, reachable, size_change, track_ends, velocity_change
 from reid_merge.core.tracks import TrackSet
 from tests.builders import approaching_track, tracks_from_rows, walking_track
 
@@ -82,3 +83,12 @@ def test_the_walk_leans_on_the_end_measured_on_more_boxes() -> None:
     walked, _ = handover(ends, fps=25.0, walk=True)
     # Weights 9 : 1 (boxes less one): 4.5 px a frame over 21 frames, 10.5 px short of the start.
     np.testing.assert_allclose(walked[0, 1], 10.5 / 120.0)
+
+
+def test_velocity_change_is_how_differently_a_later_track_walks_in_box_heights_per_second() -> None:
+    rows = walking_track(1, range(1, 11), speed=2.0) + walking_track(2, range(12, 22), speed=2.0)
+    rows += walking_track(3, range(12, 22), x0=300.0, speed=-4.0) + walking_track(4, range(12, 13))
+    ends = track_ends(tracks_from_rows(rows), np.array([1, 2, 3, 4]))
+    change = velocity_change(ends, np.array([0, 0, 0]), np.array([1, 2, 3]), fps=25.0)
+    # the same walk; 6 px a frame the other way, at 25 fps, in boxes 120 px high; one box: unmeasured
+    assert change == pytest.approx([0.0, 6.0 * 25.0 / 120.0, 0.0], abs=1e-9)

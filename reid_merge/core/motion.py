@@ -196,6 +196,16 @@ def size_change(ends: TrackEnds, earlier: npt.ArrayLike, later: npt.ArrayLike) -
     return np.take_along_axis(options, np.abs(options).argmin(axis=0)[None], axis=0)[0]
 
 
+def velocity_change(ends: TrackEnds, earlier: npt.ArrayLike, later: npt.ArrayLike, fps: float) -> FloatArray:
+    """How much track `later` starts walking otherwise than track `earlier` ended: the length of
+    the difference of their velocities, in box heights (the two tracks' mean) per second; 0
+    where either was seen in one box only (no velocity measured). Arguments as `size_change`."""
+    i, j = np.asarray(earlier), np.asarray(later)
+    change = np.linalg.norm(ends.start_velocity[j] - ends.end_velocity[i], axis=-1)
+    measured = (ends.fitted_boxes[i] > 1) & (ends.fitted_boxes[j] > 1)
+    return np.where(measured, change * fps / ((ends.height[i] + ends.height[j]) / 2.0), 0.0)
+
+
 def reachable(
     error: FloatArray, gap_seconds: FloatArray, slack_heights: float = 0.5, heights_per_second: float = 1.0
 ) -> npt.NDArray[np.bool_]:

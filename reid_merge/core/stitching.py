@@ -29,7 +29,7 @@ from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import bellman_ford, connected_components, dijkstra
 
-from reid_merge.core.motion import TrackEnds, handover, size_change, track_ends
+from reid_merge.core.motion import TrackEnds, handover, size_change, track_ends, velocity_change
 from reid_merge.core.tracks import TrackSet
 
 FloatArray = npt.NDArray[np.float64]
@@ -58,11 +58,14 @@ class HandoverModel:
         size: the size change beyond the growth over the gap (`motion.size_change`), as a
             ``|log|`` of heights.
         samples: how many cuts of the video's own tracks it was fitted on (0: the fallback).
+        velocity: the change of velocity (`motion.velocity_change`), in box heights per second:
+            what tells two people who cross apart where they stand in one place (`crossings`).
     """
 
     position: Envelope
     size: Envelope
     samples: int
+    velocity: Envelope = Envelope(1.0, 0.0)
 
     def to_dict(self) -> dict[str, float | int]:
         return {
@@ -70,6 +73,8 @@ class HandoverModel:
             "position_heights_per_second": self.position.rate,
             "size_slack_log": self.size.slack,
             "size_log_per_second": self.size.rate,
+            "velocity_slack_heights_per_second": self.velocity.slack,
+            "velocity_heights_per_second_per_second": self.velocity.rate,
             "samples": self.samples,
         }
 
@@ -77,8 +82,8 @@ class HandoverModel:
 #: Boxes each part of a cut keeps, so that its end velocity is measured, not guessed.
 MIN_PART = 5
 
-#: Used when a video has too few long tracks to learn from: the motion gate's bound, and a size
-#: change of at most 30% (+ 30% per second).
+#: Used when a video has too few long tracks to learn from: the motion gate's bound, a size
+#: change of at most 30% (+ 30% per second), and a velocity change of a box height per second.
 FALLBACK_MODEL = HandoverModel(Envelope(0.5, 1.0), Envelope(0.25, 0.25), 0)
 
 
@@ -93,22 +98,24 @@ def handover_model(
     """Fit the bounds on cuts of the video's own tracks (a share `quantile` of cuts inside them).
 
     Each track long enough is cut `cuts_per_track` times at evenly spaced places, each time with
-    a different gap (spread up to `max_gap_seconds` or what the track allows); both parts keep
+    a different gap (spread up to `max_gap_seconds` or what the track allows; 0: no frame
+    dropped, how a track carries on where nothing was lost); both parts keep
     at least `MIN_PART` boxes. Each
     bound is the line through the `quantile` of the cuts in the shorter and the longer half of
     the gaps. With fewer than `min_samples` cuts the video says too little: `FALLBACK_MODEL`.
     """
-    max_gap = max(int(round(max_gap_seconds * fps)), 1)
+    max_gap = max(int(round(max_gap_seconds * fps)), 0)
     parts: list[TrackSet] = []
     for index, track_id in enumerate(tracks.track_ids):
         rows = np.flatnonzero(tracks.track_id == track_id)
         rows = rows[np.argsort(tracks.frame[rows], kind="stable")]
         span = int(tracks.frame[rows[-1]] - tracks.frame[rows[0]]) if len(rows) else 0
-        longest = min(max_gap, span - 2 * MIN_PART)  # both parts keep MIN_PART frames or more
-        if len(rows) < 2 * MIN_PART or longest < 1:
+        room = span - 2 * MIN_PART  # both parts keep MIN_PART frames or more
+        if len(rows) < 2 * MIN_PART or room < 1:
             continue
+        longest = min(max_gap, room)
         for cut in range(cuts_per_track):
-            gap = 1 + (index * cuts_per_track + cut) * 7919 % longest  # spread, deterministic
+            gap = 1 + (index * cuts_per_track + cut) * 7919 % longest if longest else 0  # spread, deterministic
             start = tracks.frame[rows[0]] + MIN_PART + (span - 2 * MIN_PART - gap) * cut // max(cuts_per_track - 1, 1)
             before = rows[tracks.frame[rows] < start]
             after = rows[tracks.frame[rows] >= start + gap]
@@ -126,8 +133,14 @@ def handover_model(
     earlier, later = np.arange(0, 2 * len(parts), 2), np.arange(1, 2 * len(parts), 2)
     errors = np.array([stitch_error(ends.subset([a, b]), fps)[0][0, 1] for a, b in zip(earlier, later)])
     size = np.abs(size_change(ends, earlier, later))
+    turn = velocity_change(ends, earlier, later, fps)
     seconds = (ends.first_frame[later] - ends.last_frame[earlier]) / fps
-    return HandoverModel(_quantile_line(errors, seconds, quantile), _quantile_line(size, seconds, quantile), len(parts))
+    return HandoverModel(
+        _quantile_line(errors, seconds, quantile),
+        _quantile_line(size, seconds, quantile),
+        len(parts),
+        _quantile_line(turn, seconds, quantile),
+    )
 
 
 def stitch_error(ends: TrackEnds, fps: float) -> tuple[FloatArray, FloatArray]:
@@ -139,10 +152,12 @@ def stitch_error(ends: TrackEnds, fps: float) -> tuple[FloatArray, FloatArray]:
 
 
 def _quantile_line(values: FloatArray, seconds: FloatArray, quantile: float) -> Envelope:
-    """The line through the `quantile` of `values` for the shorter and for the longer half of the gaps."""
+    """The line through the `quantile` of `values` for the shorter and for the longer half of the gaps,
+    never below 0.01 where the gaps are: tracks of perfect boxes would otherwise allow one person
+    no stray at all."""
     shorter = seconds <= np.median(seconds)
     if shorter.all() or (~shorter).sum() < 5:
-        return Envelope(float(np.quantile(values, quantile)), 0.0)
+        return Envelope(max(float(np.quantile(values, quantile)), 0.01), 0.0)
     x = np.array([np.median(seconds[shorter]), np.median(seconds[~shorter])])
     y = np.array([np.quantile(values[shorter], quantile), np.quantile(values[~shorter], quantile)])
     rate = max(float((y[1] - y[0]) / max(x[1] - x[0], 1e-9)), 0.0)
@@ -415,15 +430,22 @@ def handover_log_likelihood_ratio(
 ) -> FloatArray:
     """`(N, N)` log likelihood ratio, one person against clutter, of row i continuing as column j;
     -inf outside the bounds."""
-    position_bound = model.position.at(gap_seconds)
-    size_bound = model.size.at(gap_seconds)
     everyone = np.arange(len(ends.first_frame))
     size = size_change(ends, everyone[:, None], everyone[None, :])
-    sigma, size_sigma = position_bound / NORMAL_95[2], size_bound / NORMAL_95[1]
-    log_same = -0.5 * (error / sigma) ** 2 - np.log(2.0 * np.pi * sigma**2)
-    log_same += -0.5 * (size / size_sigma) ** 2 - np.log(np.sqrt(2.0 * np.pi) * size_sigma)
-    inside = (error <= position_bound) & (np.abs(size) <= size_bound)
+    log_same = one_person_log_density(error, size, gap_seconds, model)
+    inside = (error <= model.position.at(gap_seconds)) & (np.abs(size) <= model.size.at(gap_seconds))
     return np.where(inside, log_same - np.log(np.maximum(clutter, 1e-9))[:, None], -np.inf)
+
+
+def one_person_log_density(
+    error: FloatArray, size: FloatArray, gap_seconds: FloatArray, model: HandoverModel
+) -> FloatArray:
+    """Log density of a hand-over (position error, in box heights, and size change) under "one
+    person": normals whose 95% radii are the video's bounds at that gap, with no wall."""
+    sigma = model.position.at(gap_seconds) / NORMAL_95[2]
+    size_sigma = model.size.at(gap_seconds) / NORMAL_95[1]
+    log_same = -0.5 * (error / sigma) ** 2 - np.log(2.0 * np.pi * sigma**2)
+    return log_same - 0.5 * (size / size_sigma) ** 2 - np.log(np.sqrt(2.0 * np.pi) * size_sigma)
 
 
 def chains(successor: IntArray) -> IntArray:

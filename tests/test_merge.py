@@ -21,12 +21,17 @@ def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.nda
     for track_id in range(1, num_tracks + 1):
         start = int(rng.integers(1, 60))
         length = int(rng.integers(1, 40))
-        x = float(rng.uniform(0, 600))
+        x, step = float(rng.uniform(0, 600)), float(rng.choice([-3.0, 1.0, 3.0]))  # some cross others
         for f in range(start, start + length):
             frames.append(f)
             ids.append(track_id)
-            boxes.append([x + f, 100.0, x + f + 40.0, 220.0])
-    tracks = TrackSet.from_arrays(frames, ids, np.array(boxes), rng.uniform(0.3, 1.0, len(frames)))
+            boxes.append([x + step * f, 100.0, x + step * f + 40.0, 220.0])
+    ids_array = np.array(ids)
+    if num_tracks >= 2 and rng.random() < 0.5:  # the tracker swaps tracks 1 and 2 from some frame on
+        swap_at = int(rng.integers(1, 100))
+        later = (np.array(frames) >= swap_at) & np.isin(ids_array, [1, 2])
+        ids_array[later] = 3 - ids_array[later]
+    tracks = TrackSet.from_arrays(frames, ids_array, np.array(boxes), rng.uniform(0.3, 1.0, len(frames)))
     crop_rows = [i for i in range(len(tracks)) if rng.random() < 0.5]
     features = rng.normal(size=(len(crop_rows), 8))
     # a few look-alikes: identical appearance for different tracks
@@ -245,6 +250,22 @@ def test_a_swapped_track_is_cut_and_the_halves_of_each_person_joined_again() -> 
     assert person[1] == person[10] and person[2] == person[9]  # who walked on is found again
     off = decide_merge(tracks, crops, features, dataclasses.replace(config, split_impure=False), fps=25.0)
     assert off.splits == [] and len(off.track_ids) == 8
+
+
+def test_a_swap_that_crops_cannot_judge_is_cut_by_motion_and_each_walk_joined_again() -> None:
+    """Every crop looks like nobody in particular: appearance cuts nothing, but each track jumps
+    onto the other's path at frame 31, and that motion alone finds."""
+    tracks, _, crop_track, crop_frame = crossing_scene(swap=True)
+    features = np.random.default_rng(0).normal(size=(len(crop_track), 32))
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    crops = CropSet([np.zeros((4, 2, 3), np.uint8)] * len(crop_track), crop_track, crop_frame, np.ones(len(crop_track)))
+    outcome = decide_merge(tracks, crops, features, Config(), fps=25.0)
+    assert sorted((s.track_id, s.new_track_id, s.frame, s.by) for s in outcome.splits) == [
+        (1, 9, 31, "motion"),
+        (2, 10, 31, "motion"),
+    ]
+    person = outcome.mapping
+    assert person[1] == person[10] and person[2] == person[9] and person[1] != person[2]
 
 
 def test_gaps_are_filled_only_between_sure_boxes_where_the_tracker_starts_tracks_on_unsure_ones() -> None:

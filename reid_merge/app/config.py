@@ -239,9 +239,10 @@ class Config:
     split_impure: bool = setting(
         True,
         "merge",
-        "Cut tracks the tracker moved from one person to another, where two people met, the "
-        "crops before and after differ beyond what one person shows in this video, and the "
-        "later side looks more like somebody met there than like the earlier side.",
+        "Cut tracks the tracker moved from one person to another: two tracks that met where each "
+        "carries on the other's walk rather than its own (by unchecked_stitch_odds each), and a track "
+        "whose crops before and after a meeting differ beyond what one person shows in this video, "
+        "the later side looking more like somebody met there than like the earlier side.",
     )
     adapt: bool = setting(True, "merge", "Whiten the features within this video's tracks before comparing them.")
     adapt_dims: int = setting(16, "merge", "Dimensions the whitening keeps.", valid=at_least(1))

@@ -41,6 +41,7 @@ from reid_merge.core.calibration import (
 )
 from reid_merge.core.clustering import MAX_DISTANCE, any_between, cluster_tracks
 from reid_merge.core.crops import CropSampler, CropSet
+from reid_merge.core.crossings import crossings, cut_at_crossings
 from reid_merge.core.impurity import Split, apply_splits, find_impure_tracks, split_apart
 from reid_merge.core.interpolation import fill_gaps, starts_unsure
 from reid_merge.core.motion import handover, reachable, track_ends
@@ -325,10 +326,16 @@ def decide_merge(
     Every cut-off is learnt from this video: the hand-over bounds from cuts of its own tracks,
     the crowding from its own frames, how different people score from tracks that share a frame.
     """
-    tracks, crop_track, splits = raw, crops.track_id, []
+    tracks, crop_track, splits, carry_on = raw, crops.track_id, [], None
     if config.split_impure:
+        # Motion judges every place two tracks met, against how the video's own tracks carry on
+        # where nothing was lost, each of the two tracks at the odds asked of a link that motion
+        # alone carries; appearance then judges the parts, where crops allow.
+        carry_on = handover_model(raw, fps, 0.0)
+        splits = cut_at_crossings(raw, crossings(raw, fps, carry_on, 2.0 * np.log(config.unchecked_stitch_odds)))
+        tracks, crop_track = apply_splits(raw, crops.track_id, crops.frame, splits)
         adapt = (config.adapt_dims, config.adapt_regularization) if config.adapt else None
-        splits = find_impure_tracks(raw, features, crops.track_id, crops.frame, config.false_merge_rate, adapt)
+        splits += find_impure_tracks(tracks, features, crop_track, crops.frame, config.false_merge_rate, adapt)
         tracks, crop_track = apply_splits(raw, crops.track_id, crops.frame, splits)
     # The crops taken beside encounters judged the cuts; the merge compares the spread ones.
     crop_track, features = crop_track[crops.spread], features[crops.spread]
@@ -440,6 +447,8 @@ def decide_merge(
         "stitch_odds": config.stitch_odds,
         "unchecked_stitch_odds": config.unchecked_stitch_odds,
         "handover": model.to_dict(),
+        "carry_on": carry_on.to_dict() if carry_on is not None else None,
+        "cut_by_motion": sum(split.by == "motion" for split in splits),
         "clutter_per_square_height": {
             "median": float(np.median(clutter)) if len(clutter) else 0.0,
             "max": float(clutter.max()) if len(clutter) else 0.0,
@@ -513,7 +522,8 @@ def _merge_and_write(
     changes = merge_changes(outcome)
     for split in outcome.splits:
         run.note(
-            f"track {split.track_id} holds two people: from frame {split.frame} on it is track {split.new_track_id}"
+            f"track {split.track_id} holds two people (by {split.by}): from frame {split.frame} on it is track "
+            f"{split.new_track_id}"
         )
     if len(raw) == 0:
         run.note("nobody was detected: the outputs hold no tracks")

@@ -52,14 +52,17 @@ MAX_ROUNDS = 4
 class Split:
     """Track `track_id` becomes `new_track_id` from frame `frame` on.
 
-    `margin` is how far the two sides' split margin (`split_sides`) lies above what one person
-    shows in this video, in spreads of that (larger: surer).
+    `by` is what found it: "appearance" (here), where `margin` is how far the two sides' split
+    margin (`split_sides`) lies above what one person shows in this video, in spreads of that;
+    or "motion" (`crossings`), where it is the log odds of the tracks having crossed. Larger:
+    surer.
     """
 
     track_id: int
     new_track_id: int
     frame: int
     margin: float
+    by: str = "appearance"
 
 
 def within_similarity(features: FloatArray) -> float:

@@ -143,18 +143,14 @@ def _log_odds(
     ends = track_ends(joined, joined.track_ids, window=WINDOW)
     for slot, candidate in enumerate(np.flatnonzero(usable)):
         four = ends.subset(np.arange(4 * slot, 4 * slot + 4))
-        error, gap = stitch_error(four, fps)
         earlier, later = np.array([0, 2, 0, 2]), np.array([1, 3, 3, 1])  # as they were, then crosswise
-        size = size_change(four, earlier, later)
-        log_same = one_person_log_density(error[earlier, later], size, gap[earlier, later], model)
-        sigma = model.velocity.at(gap[earlier, later]) / NORMAL_95[2]
-        turn = velocity_change(four, earlier, later, fps)
+        error, gap = (values[earlier, later] for values in stitch_error(four, fps))
+        size, turn = size_change(four, earlier, later), velocity_change(four, earlier, later, fps)
+        sigma = model.velocity.at(gap) / NORMAL_95[2]
+        log_same = one_person_log_density(error, size, gap, model)
         log_same += -0.5 * (turn / sigma) ** 2 - np.log(2.0 * np.pi * sigma**2)
-        g = gap[earlier, later]
         broken = (
-            (error[earlier, later] > model.position.at(g))
-            | (np.abs(size) > model.size.at(g))
-            | (turn > model.velocity.at(g))
+            (error > model.position.at(gap)) | (np.abs(size) > model.size.at(gap)) | (turn > model.velocity.at(gap))
         )
         if broken[:2].all():  # each track left its own walk: one jittery box does not do that to both
             odds[candidate] = log_same[2:].sum() - log_same[:2].sum()

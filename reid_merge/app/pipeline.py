@@ -241,7 +241,7 @@ def track_and_sample(
         frames += 1
         reporter.advance("track")
     reporter.finish("track")
-    return _concat(per_frame), sampler.finish(), frames
+    return TrackSet.concat(per_frame), sampler.finish(), frames
 
 
 def merge_tracks_file(
@@ -335,8 +335,9 @@ def decide_merge(
         splits = cut_at_crossings(raw, crossings(raw, fps, carry_on, 2.0 * np.log(config.unchecked_stitch_odds)))
         tracks, crop_track = apply_splits(raw, crops.track_id, crops.frame, splits)
         adapt = (config.adapt_dims, config.adapt_regularization) if config.adapt else None
-        splits += find_impure_tracks(tracks, features, crop_track, crops.frame, config.false_merge_rate, adapt)
-        tracks, crop_track = apply_splits(raw, crops.track_id, crops.frame, splits)
+        by_appearance = find_impure_tracks(tracks, features, crop_track, crops.frame, config.false_merge_rate, adapt)
+        tracks, crop_track = apply_splits(tracks, crop_track, crops.frame, by_appearance)
+        splits += by_appearance
     # The crops taken beside encounters judged the cuts; the merge compares the spread ones.
     crop_track, features = crop_track[crops.spread], features[crops.spread]
     track_ids = tracks.track_ids
@@ -687,17 +688,6 @@ def counting_frames(
         yield item
         reporter.advance("video")
     reporter.finish("video")
-
-
-def _concat(parts: list[TrackSet]) -> TrackSet:
-    if not parts:
-        return TrackSet.empty()
-    return TrackSet.from_arrays(
-        np.concatenate([p.frame for p in parts]),
-        np.concatenate([p.track_id for p in parts]),
-        np.concatenate([p.xyxy for p in parts]),
-        np.concatenate([p.score for p in parts]),
-    )
 
 
 def _optional_path(value: str | None) -> Path | None:

@@ -7,7 +7,7 @@ in pixels. ``track_id`` is what a tracker said; after merging the same field hol
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +16,8 @@ from scipy import sparse
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+#: The columns of a TrackSet, in order.
+_COLUMNS = ("frame", "track_id", "xyxy", "score")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,13 @@ class TrackSet:
     @classmethod
     def empty(cls) -> TrackSet:
         return cls.from_arrays([], [], np.zeros((0, 4)), [])
+
+    @classmethod
+    def concat(cls, parts: Sequence[TrackSet]) -> TrackSet:
+        """The detections of every part, in order, in one set."""
+        if not parts:
+            return cls.empty()
+        return cls.from_arrays(*(np.concatenate([getattr(p, name) for p in parts]) for name in _COLUMNS))
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])

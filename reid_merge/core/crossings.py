@@ -35,7 +35,7 @@ import numpy.typing as npt
 from reid_merge.core.encounters import close_pairs, jump_frame
 from reid_merge.core.impurity import Split
 from reid_merge.core.motion import size_change, track_ends, velocity_change
-from reid_merge.core.stitching import NORMAL_95, HandoverModel, one_person_log_density, stitch_error
+from reid_merge.core.stitching import HandoverModel, one_person_log_density, stitch_error, within_bounds
 from reid_merge.core.tracks import TrackSet
 
 IntArray = npt.NDArray[np.int64]
@@ -137,21 +137,15 @@ def _log_odds(
     odds = np.full(len(candidates), -np.inf)
     if not pieces:
         return odds
-    joined = TrackSet.from_arrays(
-        *(np.concatenate([getattr(p, name) for p in pieces]) for name in ("frame", "track_id", "xyxy", "score"))
-    )
+    joined = TrackSet.concat(pieces)
     ends = track_ends(joined, joined.track_ids, window=WINDOW)
     for slot, candidate in enumerate(np.flatnonzero(usable)):
         four = ends.subset(np.arange(4 * slot, 4 * slot + 4))
         earlier, later = np.array([0, 2, 0, 2]), np.array([1, 3, 3, 1])  # as they were, then crosswise
         error, gap = (values[earlier, later] for values in stitch_error(four, fps))
         size, turn = size_change(four, earlier, later), velocity_change(four, earlier, later, fps)
-        sigma = model.velocity.at(gap) / NORMAL_95[2]
-        log_same = one_person_log_density(error, size, gap, model)
-        log_same += -0.5 * (turn / sigma) ** 2 - np.log(2.0 * np.pi * sigma**2)
-        broken = (
-            (error > model.position.at(gap)) | (np.abs(size) > model.size.at(gap)) | (turn > model.velocity.at(gap))
-        )
-        if broken[:2].all():  # each track left its own walk: one jittery box does not do that to both
+        log_same = one_person_log_density(error, size, gap, model, turn)
+        # Each track left its own walk: one jittery box does not do that to both.
+        if not within_bounds(error, size, gap, model, turn)[:2].any():
             odds[candidate] = log_same[2:].sum() - log_same[:2].sum()
     return odds

@@ -126,9 +126,7 @@ def handover_model(
             parts.append(TrackSet.from_arrays(piece.frame, label, piece.xyxy, piece.score))
     if len(parts) < min_samples:
         return FALLBACK_MODEL
-    joined = TrackSet.from_arrays(
-        *(np.concatenate([getattr(p, name) for p in parts]) for name in ("frame", "track_id", "xyxy", "score"))
-    )
+    joined = TrackSet.concat(parts)
     ends = track_ends(joined, joined.track_ids)
     earlier, later = np.arange(0, 2 * len(parts), 2), np.arange(1, 2 * len(parts), 2)
     errors = np.array([stitch_error(ends.subset([a, b]), fps)[0][0, 1] for a, b in zip(earlier, later)])
@@ -433,19 +431,34 @@ def handover_log_likelihood_ratio(
     everyone = np.arange(len(ends.first_frame))
     size = size_change(ends, everyone[:, None], everyone[None, :])
     log_same = one_person_log_density(error, size, gap_seconds, model)
-    inside = (error <= model.position.at(gap_seconds)) & (np.abs(size) <= model.size.at(gap_seconds))
+    inside = within_bounds(error, size, gap_seconds, model)
     return np.where(inside, log_same - np.log(np.maximum(clutter, 1e-9))[:, None], -np.inf)
 
 
 def one_person_log_density(
-    error: FloatArray, size: FloatArray, gap_seconds: FloatArray, model: HandoverModel
+    error: FloatArray, size: FloatArray, gap_seconds: FloatArray, model: HandoverModel, turn: FloatArray | None = None
 ) -> FloatArray:
-    """Log density of a hand-over (position error, in box heights, and size change) under "one
-    person": normals whose 95% radii are the video's bounds at that gap, with no wall."""
-    sigma = model.position.at(gap_seconds) / NORMAL_95[2]
-    size_sigma = model.size.at(gap_seconds) / NORMAL_95[1]
-    log_same = -0.5 * (error / sigma) ** 2 - np.log(2.0 * np.pi * sigma**2)
-    return log_same - 0.5 * (size / size_sigma) ** 2 - np.log(np.sqrt(2.0 * np.pi) * size_sigma)
+    """Log density of a hand-over (position error, in box heights; size change; and, given, the
+    change of velocity) under "one person": normals whose 95% radii are the video's bounds at
+    that gap, with no wall."""
+    log_same = _log_normal(error, model.position.at(gap_seconds), 2) + _log_normal(size, model.size.at(gap_seconds), 1)
+    return log_same if turn is None else log_same + _log_normal(turn, model.velocity.at(gap_seconds), 2)
+
+
+def within_bounds(
+    error: FloatArray, size: FloatArray, gap_seconds: FloatArray, model: HandoverModel, turn: FloatArray | None = None
+) -> npt.NDArray[np.bool_]:
+    """Whether a hand-over lies inside the video's 95% bounds at that gap (the change of velocity
+    too, where given)."""
+    inside = (error <= model.position.at(gap_seconds)) & (np.abs(size) <= model.size.at(gap_seconds))
+    return inside if turn is None else inside & (turn <= model.velocity.at(gap_seconds))
+
+
+def _log_normal(value: FloatArray, bound: FloatArray, dims: int) -> FloatArray:
+    """Log density of the length `value` of a `dims`-dimensional centred normal whose 95% radius
+    is `bound` (per unit area or length: 2 dimensions or 1)."""
+    sigma = bound / NORMAL_95[dims]
+    return -0.5 * (value / sigma) ** 2 - dims / 2.0 * np.log(2.0 * np.pi * sigma**2)
 
 
 def chains(successor: IntArray) -> IntArray:

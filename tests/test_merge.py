@@ -268,6 +268,22 @@ def test_a_swap_that_crops_cannot_judge_is_cut_by_motion_and_each_walk_joined_ag
     assert person[1] == person[10] and person[2] == person[9] and person[1] != person[2]
 
 
+def test_a_part_a_cut_made_that_crops_cannot_check_stays_alone() -> None:
+    """One end of each part lies where the tracker's motion took one person for the other, so a
+    part whose crops are too few for appearance to check is not joined on by motion alone."""
+    tracks, _, crop_track, crop_frame = crossing_scene(swap=True)
+    features = np.random.default_rng(0).normal(size=(len(crop_track), 32))
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    after_the_swap = np.flatnonzero((crop_track == 1) & (crop_frame >= 31))
+    keep = np.setdiff1d(np.arange(len(crop_track)), after_the_swap[1:])  # one crop of track 1 from the swap on
+    crops = CropSet([np.zeros((4, 2, 3), np.uint8)] * len(keep), crop_track[keep], crop_frame[keep], np.ones(len(keep)))
+    outcome = decide_merge(tracks, crops, features[keep], Config(), fps=25.0)
+    assert sorted((s.track_id, s.new_track_id, s.frame) for s in outcome.splits) == [(1, 9, 31), (2, 10, 31)]
+    person = outcome.mapping
+    assert [t for t in person if person[t] == person[9]] == [9]
+    assert person[1] == person[10] and person[1] != person[2]
+
+
 def test_gaps_are_filled_only_between_sure_boxes_where_the_tracker_starts_tracks_on_unsure_ones() -> None:
     walks = walking_track(1, range(1, 30)) + walking_track(2, range(1, 30), x0=300.0)
     sure = tracks_from_rows(walks)

@@ -353,12 +353,16 @@ def decide_merge(
     shared_frame = cooccurrence(tracks, track_ids)
     apart = split_apart(splits, track_ids)  # the two sides of a cut: two people
     # Tracks that stay alone rather than being glued onto a person: a short track of low
-    # confidence (most likely a detector false positive); and, for appearance, a track with too
-    # few usable crops (one crop is one view: same-vs-different ROC-AUC 0.84 on oracle
-    # fragments, 0.91-0.98 from four), which motion may still stitch.
+    # confidence (most likely a detector false positive); a part of a cut track that appearance
+    # cannot check, since one of its ends lies where the tracker's motion already took one
+    # person for another (OSNet, MOT16-09/img1: a right cut's part of one crop was stitched onto
+    # somebody else entering at the same edge); and, for appearance, a track with too few
+    # usable crops (one crop is one view: same-vs-different ROC-AUC 0.84 on oracle fragments,
+    # 0.91-0.98 from four), which motion may still stitch.
     crop_counts = np.bincount(owner, minlength=len(track_ids))
     too_few_crops = (crop_counts > 0) & (crop_counts < config.min_crops_to_merge)
     doubtful = likely_false_positives(tracks, track_ids, config.short_track_detections, config.short_track_score)
+    doubtful |= apart.any(axis=1) & (crop_counts < config.min_crops_to_merge)
     one_view = too_few_crops[:, None] | too_few_crops[None, :]
     appearance = np.where(one_view, np.nan, similarity)
 

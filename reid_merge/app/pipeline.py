@@ -373,8 +373,7 @@ def decide_merge(
     different = different_person_model(appearance, shared_frame)
     allowed = ~shared_frame & ~apart & ~doubtful[:, None] & ~doubtful[None, :]
     if frame_size is not None:  # who walks out of the picture was not lost by the tracker
-        leaves, enters = crosses_the_edge(tracks, ends, track_ids, frame_size)
-        allowed &= ~leaves[:, None] & ~enters[None, :]
+        allowed &= ~crosses_the_edge(tracks, ends, track_ids, frame_size)
     unchecked_margin = np.log(config.unchecked_stitch_odds)
     motion = (ends, error, gap, model, clutter, config.stitch_max_gap_seconds, allowed)
     # How one person scores across a gap is learnt from the links motion alone would make at the

@@ -15,6 +15,11 @@ from reid_merge.core.tracks import TrackSet, cooccurrence
 from tests.builders import crossing_scene, tracks_from_rows, walking_track
 
 
+def _blank_crops(crop_track: np.ndarray, crop_frame: np.ndarray) -> CropSet:
+    """Crops whose pixels nothing here looks at: the features given beside them stand for them."""
+    return CropSet([np.zeros((4, 2, 3), np.uint8)] * len(crop_track), crop_track, crop_frame, np.ones(len(crop_track)))
+
+
 def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.ndarray]:
     rng = np.random.default_rng(seed)
     frames, ids, boxes = [], [], []
@@ -38,13 +43,7 @@ def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.nda
     if len(features):
         features[: len(features) // 3] = features[0]
     features /= np.linalg.norm(features, axis=1, keepdims=True)
-    crops = CropSet(
-        crops=[np.zeros((4, 2, 3), np.uint8)] * len(crop_rows),
-        track_id=tracks.track_id[crop_rows],
-        frame=tracks.frame[crop_rows],
-        quality=np.ones(len(crop_rows)),
-    )
-    return tracks, crops, features
+    return tracks, _blank_crops(tracks.track_id[crop_rows], tracks.frame[crop_rows]), features
 
 
 @settings(max_examples=40, deadline=None)
@@ -130,12 +129,7 @@ def test_a_track_with_one_crop_is_not_joined_by_appearance() -> None:
     boxes = np.array([[100.0, 100.0, 140.0, 220.0]] * 20 + [[100.0, 100.0, 180.0, 340.0]] * 16)
     tracks = TrackSet.from_arrays(frames, ids, boxes, np.ones(36))
     crop_frames = [1, 5, 10, 15, 46]
-    crops = CropSet(
-        crops=[np.zeros((4, 2, 3), np.uint8)] * 5,
-        track_id=np.array([1, 1, 1, 1, 2]),
-        frame=np.array(crop_frames),
-        quality=np.ones(5),
-    )
+    crops = _blank_crops(np.array([1, 1, 1, 1, 2]), np.array(crop_frames))
     features = np.tile([1.0, 0.0, 0.0], (5, 1))
     config = dataclasses.replace(Config(), adapt=False, threshold=0.5, stitch_max_gap_seconds=1.5)
     alone = decide_merge(tracks, crops, features, config, fps=25.0)
@@ -184,8 +178,7 @@ def _lost_and_found(alike: bool, seed: int = 0) -> tuple[TrackSet, CropSet, np.n
         look[2] = look[1]
     features = np.array([look[int(t)] for t in crop_track]) + 0.5 * rng.normal(size=(len(crop_track), 64))
     features /= np.linalg.norm(features, axis=1, keepdims=True)
-    crops = CropSet([np.zeros((4, 2, 3), np.uint8)] * len(crop_track), crop_track, crop_frame, np.ones(len(crop_track)))
-    return tracks, crops, features
+    return tracks, _blank_crops(crop_track, crop_frame), features
 
 
 def _only_crops(keep: np.ndarray, crops: CropSet, features: np.ndarray) -> tuple[CropSet, np.ndarray]:
@@ -241,7 +234,7 @@ def test_one_crop_speaks_for_a_stitch_though_too_few_to_join_by() -> None:
 
 def test_a_swapped_track_is_cut_and_the_halves_of_each_person_joined_again() -> None:
     tracks, features, crop_track, crop_frame = crossing_scene(swap=True)
-    crops = CropSet([np.zeros((4, 2, 3), np.uint8)] * len(crop_track), crop_track, crop_frame, np.ones(len(crop_track)))
+    crops = _blank_crops(crop_track, crop_frame)
     config = dataclasses.replace(Config(), split_impure=True)
     outcome = decide_merge(tracks, crops, features, config, fps=25.0)
     assert sorted((s.track_id, s.new_track_id, s.frame) for s in outcome.splits) == [(1, 9, 31), (2, 10, 31)]
@@ -252,13 +245,18 @@ def test_a_swapped_track_is_cut_and_the_halves_of_each_person_joined_again() -> 
     assert off.splits == [] and len(off.track_ids) == 8
 
 
-def test_a_swap_that_crops_cannot_judge_is_cut_by_motion_and_each_walk_joined_again() -> None:
-    """Every crop looks like nobody in particular: appearance cuts nothing, but each track jumps
-    onto the other's path at frame 31, and that motion alone finds."""
+def _a_swap_crops_cannot_judge() -> tuple[TrackSet, CropSet, np.ndarray]:
+    """`crossing_scene`'s swap, every crop looking like nobody in particular."""
     tracks, _, crop_track, crop_frame = crossing_scene(swap=True)
     features = np.random.default_rng(0).normal(size=(len(crop_track), 32))
     features /= np.linalg.norm(features, axis=1, keepdims=True)
-    crops = CropSet([np.zeros((4, 2, 3), np.uint8)] * len(crop_track), crop_track, crop_frame, np.ones(len(crop_track)))
+    return tracks, _blank_crops(crop_track, crop_frame), features
+
+
+def test_a_swap_that_crops_cannot_judge_is_cut_by_motion_and_each_walk_joined_again() -> None:
+    """Every crop looks like nobody in particular: appearance cuts nothing, but each track jumps
+    onto the other's path at frame 31, and that motion alone finds."""
+    tracks, crops, features = _a_swap_crops_cannot_judge()
     outcome = decide_merge(tracks, crops, features, Config(), fps=25.0)
     assert sorted((s.track_id, s.new_track_id, s.frame, s.by) for s in outcome.splits) == [
         (1, 9, 31, "motion"),
@@ -271,13 +269,11 @@ def test_a_swap_that_crops_cannot_judge_is_cut_by_motion_and_each_walk_joined_ag
 def test_a_part_a_cut_made_that_crops_cannot_check_stays_alone() -> None:
     """One end of each part lies where the tracker's motion took one person for the other, so a
     part whose crops are too few for appearance to check is not joined on by motion alone."""
-    tracks, _, crop_track, crop_frame = crossing_scene(swap=True)
-    features = np.random.default_rng(0).normal(size=(len(crop_track), 32))
-    features /= np.linalg.norm(features, axis=1, keepdims=True)
-    after_the_swap = np.flatnonzero((crop_track == 1) & (crop_frame >= 31))
-    keep = np.setdiff1d(np.arange(len(crop_track)), after_the_swap[1:])  # one crop of track 1 from the swap on
-    crops = CropSet([np.zeros((4, 2, 3), np.uint8)] * len(keep), crop_track[keep], crop_frame[keep], np.ones(len(keep)))
-    outcome = decide_merge(tracks, crops, features[keep], Config(), fps=25.0)
+    tracks, crops, features = _a_swap_crops_cannot_judge()
+    keep = np.ones(len(crops), dtype=bool)  # of track 1 from the swap on, one crop only
+    keep[np.flatnonzero((crops.track_id == 1) & (crops.frame >= 31))[1:]] = False
+    crops, features = _only_crops(keep, crops, features)
+    outcome = decide_merge(tracks, crops, features, Config(), fps=25.0)
     assert sorted((s.track_id, s.new_track_id, s.frame) for s in outcome.splits) == [(1, 9, 31), (2, 10, 31)]
     person = outcome.mapping
     assert [t for t in person if person[t] == person[9]] == [9]

@@ -132,8 +132,8 @@ def _log_odds(
         if min(len(part) for part in parts) < MIN_BOXES:
             continue
         usable[k] = True
-        for label, part in enumerate(parts):  # x before, x after, y before, y after
-            pieces.append(TrackSet.from_arrays(part.frame, np.full(len(part), 4 * k + label), part.xyxy, part.score))
+        for part in parts:  # x before, x after, y before, y after: labelled by position, as `ends` orders them
+            pieces.append(TrackSet.from_arrays(part.frame, np.full(len(part), len(pieces)), part.xyxy, part.score))
     odds = np.full(len(candidates), -np.inf)
     if not pieces:
         return odds

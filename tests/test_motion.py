@@ -18,6 +18,18 @@ def test_velocity_is_measured_in_pixels_per_frame() -> None:
     np.testing.assert_allclose(ends.height[0], 120.0)
 
 
+def test_an_end_is_also_read_off_the_line_through_its_last_boxes() -> None:
+    # Walking right on y = 160, every box 6 px above or below the walk, the last one below.
+    rows = [
+        (f, 1, x1, y1 + (-1) ** (f + 1) * 6.0, x2, y2 + (-1) ** (f + 1) * 6.0)
+        for f, _, x1, y1, x2, y2 in walking_track(1, range(1, 30))
+    ]
+    ends = track_ends(tracks_from_rows(rows), np.array([1]))
+    assert ends.end_xy[0, 1] == pytest.approx(166.0) and ends.start_xy[0, 1] == pytest.approx(166.0)
+    assert abs(ends.end_line_xy[0, 1] - 160.0) < 2.0 and abs(ends.start_line_xy[0, 1] - 160.0) < 2.0
+    np.testing.assert_allclose(ends.on_the_line().end_xy, ends.end_line_xy)
+
+
 def test_a_person_walking_on_after_a_short_gap_is_reachable() -> None:
     rows = walking_track(1, range(1, 21), speed=3.0) + walking_track(2, range(31, 51), speed=3.0)
     assert _gate(tracks_from_rows(rows))[0, 1]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reid_merge.core.motion import track_ends
+from reid_merge.core.motion import handover, track_ends
 from reid_merge.core.stitching import (
     FALLBACK_MODEL,
     Envelope,
@@ -93,6 +93,27 @@ def test_who_walked_left_is_not_continued_by_somebody_walking_right_from_there()
     walked_on = [(f, 2, 220.0 - 2.0 * (f - 40), 100.0, 260.0 - 2.0 * (f - 40), 220.0) for f in range(51, 91)]
     assert _stitched(tracks_from_rows(left + turned)) == []
     assert _stitched(tracks_from_rows(left + walked_on)) == [(1, 2)]
+
+
+def test_a_hand_over_is_read_at_the_box_or_on_the_line_whichever_lands_better() -> None:
+    # Walking right, lost in frames 41-50, found where the walk leads. Jittered: the last box
+    # is 15 px below the walk, which the line through the last ten boxes mostly ignores.
+    # Stepped aside: the later track starts 15 px below the walk, as the last box foretold.
+    def handed_over(found_dy: float) -> tuple[float, float, float]:
+        rows = [
+            (f, 1, x1, y1 + (15.0 if f == 40 else 0.0), x2, y2 + (15.0 if f == 40 else 0.0))
+            for f, _, x1, y1, x2, y2 in walking_track(1, range(1, 41))
+        ]
+        found = walking_track(2, range(51, 91))
+        rows += [(f, 2, x1, y1 + found_dy, x2, y2 + found_dy) for f, _, x1, y1, x2, y2 in found]
+        ends = track_ends(tracks_from_rows(rows), np.array([1, 2]))
+        at_the_box, on_the_line = (handover(e, 25.0, walk=True)[0][0, 1] for e in (ends, ends.on_the_line()))
+        return float(stitch_error(ends, 25.0, on_the_line=True)[0][0, 1]), float(at_the_box), float(on_the_line)
+
+    jittered, at_the_box, on_the_line = handed_over(0.0)
+    assert jittered == on_the_line < 0.6 * at_the_box
+    stepped_aside, at_the_box, on_the_line = handed_over(15.0)
+    assert stepped_aside == at_the_box < on_the_line
 
 
 def test_who_comes_towards_the_camera_grows_as_foretold_and_is_stitched() -> None:

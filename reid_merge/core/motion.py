@@ -12,7 +12,7 @@ so it does not depend on the frame rate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,9 @@ class TrackEnds:
             person walking towards a camera, or a camera driving towards them, grows steadily.
         fitted_boxes: `(N,)` how many boxes the velocity and growth near either end were fitted
             on, the track's boxes up to the window (one box: no velocity measured).
+        start_line_xy, end_line_xy: `(N, 2)` the first and last centre read off the line the
+            velocity near that end was fitted on: where the walk puts it, without the jitter
+            of one box.
     """
 
     first_frame: npt.NDArray[np.int64]
@@ -51,11 +54,17 @@ class TrackEnds:
     start_growth: FloatArray
     end_growth: FloatArray
     fitted_boxes: npt.NDArray[np.int64]
+    start_line_xy: FloatArray
+    end_line_xy: FloatArray
 
     def subset(self, index: npt.ArrayLike) -> TrackEnds:
         """The ends of the tracks at `index`, in that order."""
         rows = np.asarray(index, dtype=np.int64)
         return TrackEnds(*(getattr(self, f.name)[rows] for f in fields(self)))
+
+    def on_the_line(self) -> TrackEnds:
+        """The same ends with the first and last centres read off each end's fitted line."""
+        return replace(self, start_xy=self.start_line_xy, end_xy=self.end_line_xy)
 
 
 def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int = 10) -> TrackEnds:
@@ -67,6 +76,7 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
     start_v, end_v = np.zeros((n, 2)), np.zeros((n, 2))
     height, start_height, end_height = np.ones(n), np.ones(n), np.ones(n)
     start_growth, end_growth = np.zeros(n), np.zeros(n)
+    start_line_xy, end_line_xy = np.zeros((n, 2)), np.zeros((n, 2))
     centres = (tracks.xyxy[:, :2] + tracks.xyxy[:, 2:]) / 2.0
     heights = tracks.xyxy[:, 3] - tracks.xyxy[:, 1]
     log_heights = np.log(np.maximum(heights, 1.0))[:, None]
@@ -80,6 +90,8 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
         start_xy[k], end_xy[k] = centres[rows[0]], centres[rows[-1]]
         start_v[k] = _velocity(frames[:window], centres[rows[:window]])
         end_v[k] = _velocity(frames[-window:], centres[rows[-window:]])
+        start_line_xy[k] = _on_line(frames[:window], centres[rows[:window]], start_v[k], frames[0])
+        end_line_xy[k] = _on_line(frames[-window:], centres[rows[-window:]], end_v[k], frames[-1])
         height[k] = max(float(np.median(heights[rows])), 1.0)
         start_height[k] = max(float(np.median(heights[rows[:window]])), 1.0)
         end_height[k] = max(float(np.median(heights[rows[-window:]])), 1.0)
@@ -98,6 +110,8 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
         start_growth,
         end_growth,
         np.minimum(bounds[1] - bounds[0], window).astype(np.int64),
+        start_line_xy,
+        end_line_xy,
     )
 
 
@@ -106,6 +120,11 @@ def _velocity(frames: npt.NDArray[np.int64], xy: FloatArray) -> FloatArray:
         return np.zeros(xy.shape[1])
     t = frames - frames.mean()
     return (t[:, None] * (xy - xy.mean(axis=0))).sum(axis=0) / (t * t).sum()
+
+
+def _on_line(frames: npt.NDArray[np.int64], xy: FloatArray, velocity: FloatArray, frame: int) -> FloatArray:
+    """The least-squares line through `xy` with slope `velocity` (`_velocity`'s), at `frame`."""
+    return np.asarray(xy.mean(axis=0) + velocity * (frame - frames.mean()), dtype=np.float64)
 
 
 def handover(
@@ -216,10 +235,10 @@ def reachable(
     anywhere and appearance alone decides. Being a bound on speed it holds for any two
     tracks of one person, not only consecutive ones.
 
-    >>> e = TrackEnds(np.array([1, 30, 30]), np.array([20, 50, 50]),
-    ...     np.array([[0., 0], [62, 0], [600, 0]]), np.array([[38., 0], [100, 0], [640, 0]]),
+    >>> starts, ends = np.array([[0., 0], [62, 0], [600, 0]]), np.array([[38., 0], [100, 0], [640, 0]])
+    >>> e = TrackEnds(np.array([1, 30, 30]), np.array([20, 50, 50]), starts, ends,
     ...     np.full((3, 2), [2., 0]), np.full((3, 2), [2., 0]), *np.full((3, 3), 100.), *np.zeros((2, 3)),
-    ...     np.full(3, 10))
+    ...     np.full(3, 10), starts, ends)
     >>> reachable(*handover(e, fps=25)).astype(int).tolist()
     [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
     """

@@ -21,13 +21,12 @@ was sure of, and no box onto another track's (docs/quality.md, "Gap filling").
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from reid_merge.core.motion import TrackEnds, handover, reachable, track_ends
+from reid_merge.core.motion import handover, reachable, track_ends
 from reid_merge.core.tracks import TrackSet, box_iou
 
 FillMethod = Literal["linear", "gsi"]
@@ -174,16 +173,11 @@ def _one_walk(
     ok = np.zeros(len(gaps), dtype=bool)
     for p in np.unique(person[gaps]):  # small matrices: the parts of one person
         ids = np.unique(part[person == p])
-        error, gap_seconds = handover(_select(ends, ids), fps)
+        error, gap_seconds = handover(ends.subset(ids), fps)
         allowed = reachable(error, gap_seconds, slack_heights, heights_per_second)
         mine = person[gaps] == p
         ok[mine] = allowed[a[mine] - ids[0], b[mine] - ids[0]]
     return ok
-
-
-def _select(ends: TrackEnds, ids: npt.NDArray[np.int64]) -> TrackEnds:
-    """The ends of parts `ids` only."""
-    return TrackEnds(*(getattr(ends, field.name)[ids] for field in dataclasses.fields(ends)))
 
 
 GSI_TAU = 10.0  # StrongSORT's tau: the length scale's range is [1 / tau, tau ** 2] frames

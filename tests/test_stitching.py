@@ -7,13 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reid_merge.core.motion import track_ends
+from reid_merge.core.motion import handover, track_ends
 from reid_merge.core.stitching import (
     FALLBACK_MODEL,
     Envelope,
     HandoverModel,
     _best_matching,
     _Detours,
+    beyond_the_handover,
     chains,
     clutter_density,
     crosses_the_edge,
@@ -72,6 +73,26 @@ def _stitched(tracks: TrackSet, ratio: float = 49.0, model: HandoverModel | None
     weight = link_weights(ends, error, gap, model, clutter_density(tracks, ids), 3.0, ~cooccurrence(tracks, ids))
     links = stitch(weight, np.log(ratio))
     return [(int(ids[i]), int(ids[j])) for i, j in links.pairs]
+
+
+def test_a_start_far_beyond_the_video_s_hand_over_is_nobody_the_join_may_take() -> None:
+    # Person 0 is picked up 300 px (2.5 box heights) off where they were going after 0.4 s;
+    # person 1 where expected. Each track its own chain.
+    tracks = _lost_and_found({0: (300.0, 1.0), 1: (0.0, 1.0)})
+    ids = tracks.track_ids
+    ends = track_ends(tracks, ids)
+    error, gap = handover(ends, 25.0)
+    steady = handover_model(_walkers(1.0), 25.0, 3.0)
+    each_alone = np.arange(len(ids))
+    apart = beyond_the_handover(ends, error, gap, steady, each_alone, 3.0)
+    assert apart[0, 1] and apart[1, 0]  # track 1 -> 2: too far
+    assert not apart[2, 3]  # track 3 -> 4 fits
+    assert apart[0, 3]  # track 1 -> 4: the other lane, 1.25 box heights off
+    # Beyond the gap motion speaks for, appearance alone decides.
+    assert not beyond_the_handover(ends, error, gap, steady, each_alone, 0.2).any()
+    # A chain is judged at its last track's end: with track 2 after track 1, that chain ends
+    # after track 4 starts, and their shared frames are the cannot-link's business.
+    assert not beyond_the_handover(ends, error, gap, steady, np.array([0, 0, 1, 2]), 3.0)[0, 2]
 
 
 def test_each_fragment_is_continued_by_its_own_person_one_to_one() -> None:

@@ -47,6 +47,7 @@ from reid_merge.core.interpolation import fill_gaps, starts_unsure
 from reid_merge.core.motion import handover, reachable, track_ends
 from reid_merge.core.similarity import track_similarity
 from reid_merge.core.stitching import (
+    beyond_the_handover,
     chains,
     clutter_density,
     crosses_the_edge,
@@ -418,11 +419,17 @@ def decide_merge(
     chain_shared_frame = any_between(shared_frame, chain, num_chains)
     cannot_link = chain_shared_frame | any_between(apart, chain, num_chains)
     never = shared_frame | apart  # track pairs that can never be one person by appearance
+    beyond = 0
     if config.motion_gate:
         anyhow = handover(ends, fps)[0]  # whether anybody could have got there at all: stopping included
         never |= ~reachable(anyhow, gap, config.motion_slack_heights, config.motion_heights_per_second)
         np.fill_diagonal(never, False)
         cannot_link |= any_between(never, chain, num_chains)
+        # Where motion can still tell, the chains' facing ends must also fit this video's
+        # hand-over: that rules out more pairs, and the join's family of candidates shrinks.
+        too_far = beyond_the_handover(ends, anyhow, gap, model, chain, config.stitch_max_gap_seconds)
+        beyond = int(np.triu(too_far & ~cannot_link, k=1).sum())
+        cannot_link |= too_far
     np.fill_diagonal(cannot_link, False)
     chain_doubtful = np.zeros(num_chains, dtype=bool)
     chain_doubtful[chain[doubtful]] = True  # doubtful tracks are never stitched: chains of their own
@@ -467,6 +474,7 @@ def decide_merge(
         "same_person_across_a_gap": same.to_dict() if same else None,
         "appearance_in_stitching": None if evidence is None else ("learnt" if same is not None else "for only"),
         "chains": num_chains,
+        "chains_beyond_the_handover": beyond,
         "chains_different_people": chain_different.to_dict() if chain_different else None,
         "join_similarity": None if threshold < 0 else 1.0 - threshold,
         "threshold_from": "calibration" if config.threshold is None else "setting",

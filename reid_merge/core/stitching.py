@@ -202,6 +202,52 @@ def clutter_density(
     return np.maximum(local, near.mean()) / (np.pi * radius**2 * 2.0 * size_band)
 
 
+#: How many times the video's 95% hand-over bound two chains' facing ends may lie apart and
+#: still be one person to the join by appearance. One person lands beyond the bound 5% of the
+#: time on cuts of clean tracks, and a real tracker's break further (an end box distorted by
+#: whoever hid the person: BoxMOT ByteTrack's MOT16-09 tracks, a true join at 2.2 times the
+#: bound), so the factor is wide; what it rules out is somebody far from where the lost person
+#: could be, whom the fixed speed gate (`motion.reachable`) lets through (docs/quality.md).
+JOIN_BOUND_FACTOR = 3.0
+
+
+def beyond_the_handover(
+    ends: TrackEnds,
+    error: FloatArray,
+    gap_seconds: FloatArray,
+    model: HandoverModel,
+    chain: IntArray,
+    max_gap_seconds: float,
+    factor: float = JOIN_BOUND_FACTOR,
+) -> npt.NDArray[np.bool_]:
+    """`(C, C)`: chains too far apart to be one person where motion can still tell.
+
+    Where one chain ends and another starts within `max_gap_seconds`, the later one's first
+    box must lie within `factor` times the video's hand-over bound at that gap of where the
+    earlier one's last box left off (`error`: `motion.handover`, stopping and turning
+    included). Beyond that gap motion says too little, and appearance alone decides.
+
+    Args:
+        ends: where each track starts and ends.
+        error, gap_seconds: `(N, N)` hand-over error (box heights) and gap (seconds).
+        model: the video's hand-over bounds.
+        chain: `(N,)` each track's chain, numbered from 0.
+        max_gap_seconds: the longest gap motion speaks for.
+        factor: how many times the bound.
+    """
+    num_chains = int(chain.max()) + 1 if len(chain) else 0
+    everyone = np.arange(num_chains)
+    by_start = np.lexsort((ends.first_frame, chain))
+    first = by_start[np.searchsorted(chain[by_start], everyone)]
+    by_end = np.lexsort((ends.last_frame, chain))
+    last = by_end[np.searchsorted(chain[by_end], everyone, side="right") - 1]
+    earlier, later = last[:, None], first[None, :]
+    gap = gap_seconds[earlier, later]
+    follows = ends.first_frame[later] > ends.last_frame[earlier]
+    apart = follows & (gap <= max_gap_seconds) & (error[earlier, later] > factor * model.position.at(gap))
+    return apart | apart.T
+
+
 def crosses_the_edge(
     tracks: TrackSet, ends: TrackEnds, track_ids: IntArray, frame_size: tuple[int, int], margin: float = 0.01
 ) -> npt.NDArray[np.bool_]:

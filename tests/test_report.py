@@ -214,6 +214,21 @@ def test_real_run_report_has_a_gallery_per_person(tmp_path: Path) -> None:
         check_in_browser(out / "report.html", tmp_path, doc["summary"]["persons"])
 
 
+def test_the_join_line_says_how_many_chain_pairs_the_hand_over_ruled_out() -> None:
+    from reid_merge.app.run_writer import _threshold_fact
+
+    calibration = {
+        "threshold_from": "calibration",
+        "false_merge_rate": 0.005,
+        "chains_different_people": {"centre": 0.0, "spread": 0.2, "pairs": 40},
+        "chains_beyond_the_handover": 3,
+    }
+    fact = _threshold_fact(0.4, {"criterion": "average"}, calibration)
+    assert "estimated wrong joins at most 0.5%; 3 pairs of chains ruled out by the hand-over, criterion" in fact
+    older_run = {key: value for key, value in calibration.items() if key != "chains_beyond_the_handover"}
+    assert "ruled out" not in _threshold_fact(0.4, {"criterion": "average"}, older_run)
+
+
 def test_links_left_unmade_as_ambiguous_are_shown_with_the_stitching() -> None:
     from reid_merge.app.run_writer import _stitching_fact
 

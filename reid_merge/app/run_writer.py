@@ -241,11 +241,13 @@ def _threshold_fact(threshold: float, params: Mapping[str, Any], calibration: Ma
         return f"{threshold:g} (distance, set by hand), {criterion}"
     different = calibration.get("chains_different_people") or {}
     centre, spread = (_number(different.get(key), float("nan")) for key in ("centre", "spread"))
+    beyond = calibration.get("chains_beyond_the_handover") or 0  # absent from runs before it was recorded
+    ruled_out = f"; {beyond} pair{'' if beyond == 1 else 's'} of chains ruled out by the hand-over" if beyond else ""
     return (
         f"{threshold:.3f} (distance; similarity {1 - threshold:.3f}), learnt from this video: pairs that share a "
         f"frame score {centre:.2f} ± {spread:.2f} "
         f"({different.get('pairs', '?')} pairs); estimated wrong joins at most "
-        f"{100 * _number(calibration.get('false_merge_rate'), float('nan')):g}%, {criterion}"
+        f"{100 * _number(calibration.get('false_merge_rate'), float('nan')):g}%{ruled_out}, {criterion}"
     )
 
 

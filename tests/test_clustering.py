@@ -47,7 +47,7 @@ def test_target_number_of_persons_stops_at_what_cannot_link_allows() -> None:
     seed=st.integers(0, 10_000),
     threshold=st.floats(0.0, 2.0),
     persons=st.one_of(st.none(), st.integers(1, 12)),
-    criterion=st.sampled_from(["average", "dbc"]),
+    criterion=st.sampled_from(["complete", "average", "dbc"]),
 )
 def test_property_cannot_link_is_never_violated(
     n: int, seed: int, threshold: float, persons: int | None, criterion: str
@@ -73,9 +73,20 @@ def test_dispersion_criterion_without_weight_is_average_linkage() -> None:
         apart = np.zeros((15, 15), bool)
         apart[2, 7] = apart[7, 2] = True
         for threshold in (0.2, 0.4, 0.8):
-            average = cluster_tracks(d, apart, threshold)
+            average = cluster_tracks(d, apart, threshold, criterion="average")
             dbc = cluster_tracks(d, apart, threshold, criterion="dbc", dispersion_weight=0.0)
             assert average.tolist() == dbc.tolist()
+
+
+def test_complete_linkage_joins_only_where_every_pair_is_within_the_threshold() -> None:
+    # 0 and 1 are one person (0.1 apart); 2 is 0.3 from 1 but 0.7 from 0. At a threshold of
+    # 0.55 average linkage takes 2 in (0.5 from {0, 1} on average); complete linkage does not
+    # while 0 and 2 stand 0.7 apart.
+    d = np.array([[0.0, 0.1, 0.7], [0.1, 0.0, 0.3], [0.7, 0.3, 0.0]])
+    none = np.zeros((3, 3), bool)
+    assert cluster_tracks(d, none, threshold=0.55, criterion="average").tolist() == [0, 0, 0]
+    assert cluster_tracks(d, none, threshold=0.55, criterion="complete").tolist() == [0, 0, 1]
+    assert cluster_tracks(d, none, threshold=0.7).tolist() == [0, 0, 0]  # complete is the default
 
 
 def test_dispersion_sends_a_newcomer_to_the_tighter_cluster() -> None:
@@ -89,7 +100,7 @@ def test_dispersion_sends_a_newcomer_to_the_tighter_cluster() -> None:
     d[4, 2:4] = d[2:4, 4] = 0.26
     np.fill_diagonal(d, 0)
     none = np.zeros((5, 5), bool)
-    average = cluster_tracks(d, none, threshold=0.3)
+    average = cluster_tracks(d, none, threshold=0.3, criterion="average")
     dbc = cluster_tracks(d, none, threshold=0.3, criterion="dbc", dispersion_weight=0.5)
     assert average.tolist() == [0, 0, 1, 1, 0]
     assert dbc.tolist() == [0, 0, 1, 1, 1]
@@ -105,7 +116,7 @@ def _partition(labels: np.ndarray) -> set[frozenset[int]]:
     seed=st.integers(0, 10_000),
     threshold=st.floats(0.0, 2.0),
     persons=st.one_of(st.none(), st.integers(1, 12)),
-    criterion=st.sampled_from(["average", "dbc"]),
+    criterion=st.sampled_from(["complete", "average", "dbc"]),
     order_seed=st.integers(0, 10_000),
 )
 def test_property_result_does_not_depend_on_track_order(

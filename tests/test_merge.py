@@ -55,7 +55,7 @@ def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.nda
     stitch_odds=st.floats(1.0, 1000.0),
     stitch_seconds=st.floats(0.1, 10.0),
     persons=st.one_of(st.none(), st.integers(1, 5)),
-    criterion=st.sampled_from(["average", "dbc"]),
+    criterion=st.sampled_from(["complete", "average", "dbc"]),
     aggregation=st.sampled_from(["mean", "max", "median", "min", "trimmed_mean", "centroid"]),
     adapt=st.booleans(),
     motion_gate=st.booleans(),

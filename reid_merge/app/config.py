@@ -219,9 +219,9 @@ class Config:
         None, "merge", "Stop at this many persons when you know how many there are.", valid=at_least(1), in_plan=True
     )
     criterion: str = setting(
-        "average",
+        "complete",
         "merge",
-        "Clustering: average (linkage) or dbc (dispersion-based).",
+        "Clustering: complete or average (linkage), or dbc (dispersion-based).",
         valid=one_of(CRITERIA),
         in_plan=True,
     )

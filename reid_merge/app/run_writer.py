@@ -157,8 +157,8 @@ def report_data(
         note = f"not used: --persons {params['persons']} chose the number of persons"
     elif params.get("criterion") == "dbc":
         note = "applies to the dispersion-penalised distance"
-    else:
-        note = "average linkage"
+    else:  # runs recorded before the criterion was a setting used average linkage
+        note = f"{params.get('criterion') or 'average'} linkage"
     facts = [
         ("video", str(video.get("path", ""))),
         ("frames", str(summary.get("frames", ""))),

@@ -1,9 +1,16 @@
 """Group tracks into persons: agglomerative clustering with hard cannot-link.
 
-Two tracks that share a frame are two people. Average linkage (not single) is what makes a
-hard constraint cheap: such a pair gets a distance so large that the average distance
-between any two clusters holding it stays above every threshold we can cut at, so the pair
-is never joined. The result is checked against the constraint before it is returned.
+Two tracks that share a frame are two people. Complete or average linkage (not single) is
+what makes a hard constraint cheap: such a pair gets a distance so large that the largest
+(or the average) distance between any two clusters holding it stays above every threshold
+we can cut at, so the pair is never joined. The result is checked against the constraint
+before it is returned.
+
+Complete linkage, the default, joins two clusters only where every pair of their members is
+within the threshold: the join's threshold is where appearance alone is decisive for a pair
+(`calibration.decisive_similarity`), and average linkage let a cluster take a chain that was
+below it for some member (OSNet, MOT16-09: a chain at similarity 0.38 to one member and 0.56
+to the other, joined at a line of 0.41; docs/quality.md).
 
 The dispersion-based criterion (Ding et al., "A Dispersion Based Clustering for
 Unsupervised Person Re-identification", BMVC 2019) is the alternative: clusters a and b are
@@ -22,7 +29,7 @@ from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
 MAX_DISTANCE = 2.0  # 1 - cosine similarity lies in [0, 2]
-Criterion = Literal["average", "dbc"]
+Criterion = Literal["complete", "average", "dbc"]
 CRITERIA: tuple[str, ...] = get_args(Criterion)
 
 
@@ -31,7 +38,7 @@ def cluster_tracks(
     cannot_link: npt.NDArray[np.bool_],
     threshold: float,
     num_persons: int | None = None,
-    criterion: Criterion = "average",
+    criterion: Criterion = "complete",
     dispersion_weight: float = 0.1,
 ) -> npt.NDArray[np.int64]:
     """Cluster labels for N tracks.
@@ -40,10 +47,11 @@ def cluster_tracks(
         distance: `(N, N)` symmetric distances in `[0, 2]`; NaN means "no evidence" (a track
             without crops) and is treated like a cannot-link.
         cannot_link: `(N, N)` symmetric, True where two tracks must stay apart.
-        threshold: merge clusters while their average distance is at most this.
+        threshold: merge clusters while their largest (``complete``) or average (``average``)
+            distance is at most this.
         num_persons: stop at this many clusters instead (never below what cannot-link allows).
-        criterion: ``average`` linkage, or ``dbc``, where the threshold applies to the
-            dispersion-penalised distance.
+        criterion: ``complete`` or ``average`` linkage, or ``dbc``, where the threshold
+            applies to the dispersion-penalised distance.
         dispersion_weight: λ of the dispersion-based criterion.
 
     Returns:
@@ -66,7 +74,7 @@ def cluster_tracks(
     if criterion == "dbc":
         merges = _dispersion_merges(distance, cannot_link, dispersion_weight)
     else:
-        merges = _average_linkage_merges(distance, cannot_link)
+        merges = _linkage_merges(distance, cannot_link, criterion)
     steps = merges[:, 2]
     if num_persons is not None:
         count = min(max(n - num_persons, 0), len(steps))
@@ -81,17 +89,19 @@ def cluster_tracks(
     return labels
 
 
-def _average_linkage_merges(
-    distance: npt.NDArray[np.float64], cannot_link: npt.NDArray[np.bool_]
+def _linkage_merges(
+    distance: npt.NDArray[np.float64], cannot_link: npt.NDArray[np.bool_], method: str
 ) -> npt.NDArray[np.float64]:
-    """scipy's linkage tree, cut before the first merge that would join a cannot-link pair."""
+    """scipy's linkage tree (`method`: complete or average), cut before the first merge that
+    would join a cannot-link pair."""
     n = distance.shape[0]
-    # Any cluster pair containing a barrier pair averages at least barrier / (n^2 / 4) > 2.
+    # Any cluster pair containing a barrier pair averages at least barrier / (n^2 / 4) > 2 (its
+    # largest distance is the barrier itself).
     barrier = float(n * n) + 10.0
     d = np.where(cannot_link | np.isnan(distance), barrier, np.clip(np.nan_to_num(distance), 0.0, MAX_DISTANCE))
     d = (d + d.T) / 2.0
     np.fill_diagonal(d, 0.0)
-    tree = hierarchy.linkage(squareform(d, checks=False), method="average")
+    tree = hierarchy.linkage(squareform(d, checks=False), method=method)
     return tree[tree[:, 2] <= MAX_DISTANCE]
 
 

@@ -413,10 +413,12 @@ def best_possible_labels(raw: TrackSet, gt: TrackSet, iou_threshold: float = 0.5
         k = int(np.searchsorted(track_ids, t))
         if count > best[k]:
             best[k], identity[k] = count, g
-    # Distance 0 between tracks of one identity, 2 otherwise; cannot-link splits the rest.
+    # Distance 0 between tracks of one identity, 2 otherwise; cannot-link splits the rest. Average
+    # linkage, whatever the merge's criterion: it keeps more of an identity whose tracks overlap
+    # together (ultralytics' MOT16-09 tracks: IDF1 0.570, 0.565 by complete linkage).
     same = (identity[:, None] == identity[None, :]) & (identity[:, None] >= 0)
     distance = np.where(same, 0.0, 2.0)
-    return cluster_tracks(distance, cooccurrence(raw, track_ids), threshold=0.5)
+    return cluster_tracks(distance, cooccurrence(raw, track_ids), threshold=0.5, criterion="average")
 
 
 def score_row(name: str, pred: TrackSet, gt: GroundTruth) -> dict:

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def ours() -> int:
         torch.set_num_threads(threads)  # what the process had before ultralytics touched it
-        return sum(len(found) for _, _, found in track_frames(model, frames, info, tracker=tracker))
+        return sum(len(tracked.tracks) for tracked in track_frames(model, frames, info, tracker=tracker))
 
     as_it_comes()  # warm-up: builds ultralytics' predictor
     best = {"ultralytics as it comes": np.inf, "track_frames": np.inf}

@@ -250,7 +250,8 @@ def test_reused_detector_tracks_like_a_fresh_one(clips: tuple[Path, Path]) -> No
 
     def rows(model, info, clip: Path) -> list[tuple]:
         stream = track_frames(model, read_frames(probe_video(clip)), info, tracker=tracker, device="cpu")
-        return [(int(f), int(t), *map(float, b)) for _, _, d in stream for f, t, b in zip(d.frame, d.track_id, d.xyxy)]
+        tracks = [t.tracks for t in stream]
+        return [(int(f), int(t), *map(float, b)) for d in tracks for f, t, b in zip(d.frame, d.track_id, d.xyxy)]
 
     model, info = load_detector("offline")
     rows(model, info, clips[0])

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from reid_merge.core.tracks import TrackSet
+from reid_merge.core.backfill import MATCH_IOU
+from reid_merge.core.tracks import TrackSet, box_iou
 from reid_merge.errors import ModelError, UsageError
 from reid_merge.models.weights import cache_dir, find_ultralytics_weights, offline_detector_path, sha256_file
 
@@ -189,6 +190,16 @@ def check_tracker_config(tracker: str) -> str:
     return str(path)
 
 
+@dataclass(frozen=True)
+class TrackedFrame:
+    """One frame of tracking: the boxes confirmed tracks took, and the rest the detector found."""
+
+    frame: int
+    image: np.ndarray
+    tracks: TrackSet
+    untracked: TrackSet  # track ID -1: a box no confirmed track took (a track's unconfirmed first box too)
+
+
 def track_frames(
     model: Any,
     frames: Iterable[tuple[int, np.ndarray]],
@@ -198,10 +209,13 @@ def track_frames(
     confidence: float = 0.1,
     image_size: int = 640,
     device: str = "cpu",
-) -> Iterator[tuple[int, np.ndarray, TrackSet]]:
-    """Track people frame by frame; yields ``(frame, bgr, detections of that frame)``.
+) -> Iterator[TrackedFrame]:
+    """Track people frame by frame.
 
-    Detections the tracker has not confirmed carry no ID and are not yielded.
+    Detections the tracker has not confirmed carry no ID: they come as `untracked`, for
+    `core.backfill`. They are read before the tracker takes them (a callback of ultralytics run
+    ahead of its tracker's), and a detection counts as taken where a tracked box carries its
+    score, or overlaps it as ByteTrack's own match does.
 
     The detector runs with torch's intra-op thread count as it was when tracking began
     (one per core, or what ``OMP_NUM_THREADS`` / ``batch`` set): ultralytics' first call
@@ -213,32 +227,51 @@ def track_frames(
     threads = torch.get_num_threads()
     # fp16 on CUDA only; ultralytics warns about the option when it is passed at all.
     extra = {"half": True} if device.startswith("cuda") else {}
-    for position, (frame, image) in enumerate(frames):
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        results = model.track(
-            image,
-            persist=position > 0,  # a fresh tracker for each new video
-            tracker=tracker,
-            conf=confidence,
-            imgsz=image_size,
-            classes=info.person_classes,
-            device=device,
-            verbose=False,
-            **extra,
-        )
-        boxes = results[0].boxes
-        if boxes is None or boxes.id is None or len(boxes) == 0:
-            yield frame, image, TrackSet.empty()
-            continue
-        n = len(boxes)
-        yield (
-            frame,
-            image,
-            TrackSet.from_arrays(
-                np.full(n, frame),
-                boxes.id.cpu().numpy().astype(np.int64),
-                boxes.xyxy.cpu().numpy(),
-                boxes.conf.cpu().numpy(),
-            ),
-        )
+    detected: list[np.ndarray] = []
+
+    def keep_detections(predictor: Any) -> None:
+        boxes = predictor.results[0].boxes
+        detected[:] = [boxes.data.cpu().numpy() if boxes is not None else np.zeros((0, 6))]
+
+    hooks = model.callbacks["on_predict_postprocess_end"]
+    hooks.insert(0, keep_detections)  # ahead of the tracker's, whenever that was registered
+    try:
+        for position, (frame, image) in enumerate(frames):
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+            results = model.track(
+                image,
+                persist=position > 0,  # a fresh tracker for each new video
+                tracker=tracker,
+                conf=confidence,
+                imgsz=image_size,
+                classes=info.person_classes,
+                device=device,
+                verbose=False,
+                **extra,
+            )
+            boxes = results[0].boxes
+            tracks = TrackSet.empty()
+            if boxes is not None and boxes.id is not None and len(boxes):
+                n = len(boxes)
+                tracks = TrackSet.from_arrays(
+                    np.full(n, frame),
+                    boxes.id.cpu().numpy().astype(np.int64),
+                    boxes.xyxy.cpu().numpy(),
+                    boxes.conf.cpu().numpy(),
+                )
+            yield TrackedFrame(frame, image, tracks, _untracked(frame, detected[0] if detected else None, tracks))
+    finally:
+        hooks.remove(keep_detections)
+
+
+def _untracked(frame: int, detections: np.ndarray | None, tracks: TrackSet) -> TrackSet:
+    """The detections (rows x1, y1, x2, y2, score, class) that no tracked box took."""
+    if detections is None or len(detections) == 0:
+        return TrackSet.empty()
+    rest = detections
+    if len(tracks):
+        overlap = box_iou(detections[:, :4].astype(np.float64), tracks.xyxy)
+        same_score = np.abs(detections[:, 4:5].astype(np.float64) - tracks.score[None, :]) < 1e-6
+        rest = detections[~np.any(same_score | (overlap >= MATCH_IOU), axis=1)]
+    return TrackSet.from_arrays(np.full(len(rest), frame), np.full(len(rest), -1), rest[:, :4], rest[:, 4])

@@ -21,6 +21,8 @@ GIVEN: dict[str, tuple[tuple[str, ...], Any]] = {
     "tracker": (("--tracker", "botsort"), "botsort"),
     "detection_confidence": (("--detection-confidence", "0.3"), 0.3),
     "image_size": (("--image-size", "320"), 320),
+    "backfill_seconds": (("--backfill-seconds", "0"), 0.0),
+    "backfill_score": (("--backfill-score", "0.5"), 0.5),
     "device": (("--device", "cpu"), "cpu"),
     "reid_model": (("--reid-model", "osnet_x1_0"), "osnet_x1_0"),
     "reid_weights": (("--reid-weights", "w.pth"), "w.pth"),
@@ -54,7 +56,7 @@ GIVEN: dict[str, tuple[tuple[str, ...], Any]] = {
     "write_video": (("--no-video",), False),
 }
 #: Detection and tracking: `merge` takes tracks that exist, so it has none of these.
-DETECTION = ("detector", "tracker", "detection_confidence", "image_size")
+DETECTION = ("detector", "tracker", "detection_confidence", "image_size", "backfill_seconds", "backfill_score")
 
 
 def test_the_table_covers_every_setting_with_a_value_that_is_not_its_default() -> None:

@@ -137,6 +137,16 @@ class Config:
         "Detector input size, pixels.",
         valid=Valid(lambda v: 32 <= v <= MAX_IMAGE_SIZE and v % 32 == 0, f"a multiple of 32 up to {MAX_IMAGE_SIZE}"),
     )
+    backfill_seconds: float = setting(
+        1.0,
+        "detection",
+        "Extend each track back over the boxes it was seen in before the tracker took it up, for at most "
+        "this long; only tracks that lasted this long. 0: off.",
+        valid=at_least(0),
+    )
+    backfill_score: float = setting(
+        0.3, "detection", "Lowest detection score a backfilled box may have.", valid=within("[0, 1]")
+    )
     device: str = setting(
         "auto",
         "models",

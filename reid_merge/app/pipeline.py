@@ -32,6 +32,7 @@ from reid_merge.app.run_folder import (
 from reid_merge.app.run_writer import AnnotatedVideo, Stopwatch, write_run_folder
 from reid_merge.core.adaptation import fit_within_track_whitening
 from reid_merge.core.assignment import person_ids_by_first_appearance
+from reid_merge.core.backfill import backfill_starts
 from reid_merge.core.calibration import (
     appearance_log_likelihood_ratio,
     decisive_similarity,
@@ -166,9 +167,10 @@ def run_video(
     run.note(f"detector: {detector_info.name} ({detector_info.source})")
     run.note(f"re-identification: {reid_info.source}")
     with run.clock.time("detect + track"):
-        raw, crops, frames = track_and_sample(
+        tracks, untracked, crops, frames = track_and_sample(
             run.info, detector, detector_info, tracker, run.device, config, run.reporter, run.clock
         )
+        raw = backfill(tracks, untracked, run.info.fps, config)
     run.clock.timings["detect + track"] -= run.clock.timings.get("sample crops", 0.0)  # its own stage
     if frames < run.info.num_frames:
         run.note(
@@ -176,7 +178,7 @@ def run_video(
             "(truncated or damaged?); the outputs cover the frames decoded"
         )
     with staged_files(out_dir / TRACKS_JSON) as staged:
-        return _merge_and_write(run, raw, crops, embedder, frames, staged, write_raw=True)
+        return _merge_and_write(run, raw, crops, embedder, frames, staged, tracked=tracks)
 
 
 def _start(
@@ -214,15 +216,17 @@ def track_and_sample(
     config: Config,
     reporter: Reporter,
     clock: Stopwatch,
-) -> tuple[TrackSet, CropSet, int]:
+) -> tuple[TrackSet, TrackSet, CropSet, int]:
     """One decode of the video: track every frame and sample crops from it as we go.
 
-    Returns the raw tracks, the sampled crops and the number of frames decoded.
+    Returns the tracks, the boxes no track took (for `backfill`), the crops sampled from the
+    tracks' boxes and the number of frames decoded.
     """
     from reid_merge.models.tracking import track_frames  # ultralytics: off the start-up path
 
     sampler = crop_sampler(config)
     per_frame: list[TrackSet] = []
+    untracked: list[TrackSet] = []
     frames = 0
     reporter.start("track", info.num_frames)
     stream = track_frames(
@@ -234,15 +238,26 @@ def track_and_sample(
         image_size=config.image_size,
         device=device,
     )
-    for _, image, detections in stream:
+    for tracked in stream:
         with clock.time("sample crops"):
-            sampler.update(image, detections)
-        if len(detections):
-            per_frame.append(detections)
+            sampler.update(tracked.image, tracked.tracks)
+        if len(tracked.tracks):
+            per_frame.append(tracked.tracks)
+        if len(tracked.untracked):
+            untracked.append(tracked.untracked)
         frames += 1
         reporter.advance("track")
     reporter.finish("track")
-    return TrackSet.concat(per_frame), sampler.finish(), frames
+    return TrackSet.concat(per_frame), TrackSet.concat(untracked), sampler.finish(), frames
+
+
+def backfill(tracks: TrackSet, untracked: TrackSet, fps: float, config: Config) -> TrackSet:
+    """The tracks with their first moments backfilled as `config` says (`core.backfill`).
+
+    Crops are sampled from the boxes as tracked, while the frames go by: the backfilled boxes
+    give none, and the track has its crops from its own boxes.
+    """
+    return backfill_starts(tracks, untracked, fps, config.backfill_seconds, config.backfill_score)
 
 
 def merge_tracks_file(
@@ -277,7 +292,7 @@ def merge_tracks_file(
     if frames < last_frame:
         raise InputError(f"{tracks_path}: tracks reach frame {last_frame} but {video} decodes only {frames} frames")
     with staged_files(out_dir / TRACKS_JSON) as staged:
-        return _merge_and_write(run, raw, crops, embedder, run.info.num_frames, staged, write_raw=False)
+        return _merge_and_write(run, raw, crops, embedder, run.info.num_frames, staged, tracked=None)
 
 
 def crop_sampler(config: Config) -> CropSampler:
@@ -524,15 +539,27 @@ def similarity_report(outcome: MergeOutcome, config: Config) -> dict[str, Any]:
 
 
 def _merge_and_write(
-    run: _Run, raw: TrackSet, crops: CropSet, embedder: Any, frames: int, staged: StagedFiles, *, write_raw: bool
+    run: _Run,
+    raw: TrackSet,
+    crops: CropSet,
+    embedder: Any,
+    frames: int,
+    staged: StagedFiles,
+    *,
+    tracked: TrackSet | None,
 ) -> RunResult:
-    """Decide the merge and write every output to `staged` (the caller commits them together)."""
+    """Decide the merge and write every output to `staged` (the caller commits them together).
+
+    `tracked`: `run`'s tracks as the tracker gave them, before `backfill` made `raw` of them;
+    `run` writes `raw` to raw_tracks.txt. None for `merge`, which writes no raw tracks.
+    """
+    write_raw = tracked is not None
     config, clock, reporter = run.config, run.clock, run.reporter
     with clock.time("embed"):
         features = _embed(embedder, crops, config.embed_batch_size * 4, reporter)
     with clock.time("similarity + cluster"):
         outcome = decide_merge(raw, crops, features, config, run.info.fps, (run.info.width, run.info.height))
-    gaps_filled = gap_fill_rule(raw, config)
+    gaps_filled = gap_fill_rule(tracked if tracked is not None else raw, config)
     merged, filled = fill_person_gaps(outcome.tracks.relabel(outcome.mapping), config, run.info.fps, gaps_filled)
     persons = len(set(outcome.mapping.values()))
     changes = merge_changes(outcome)
@@ -562,6 +589,7 @@ def _merge_and_write(
             **changes,
             "boxes_filled": int(filled.sum()),
             "gaps_filled": gaps_filled,
+            **({"boxes_backfilled": len(raw) - len(tracked)} if tracked is not None else {}),
         },
         splits=[dataclasses.asdict(split) for split in outcome.splits],
         mapping=mapping_entries(outcome.mapping),
@@ -642,7 +670,8 @@ def fill_person_gaps(persons: TrackSet, config: Config, fps: float, rule: str) -
 
 
 def gap_fill_rule(raw: TrackSet, config: Config) -> str:
-    """Which gaps `config` fills for these raw tracks: none, all, or sure.
+    """Which gaps `config` fills for these raw tracks (as the tracker gave them: before
+    `backfill`, whose boxes score lower by design): none, all, or sure.
 
     `auto` is `sure` where some raw track begins on a box scoring below `short_track_score`:
     the tracker starts tracks on boxes it is unsure of, and then filled gaps are mostly false

@@ -187,6 +187,9 @@ def report_data(
         if summary.get("gaps_filled") == "sure":
             gap += f"; only between boxes scoring {params.get('short_track_score')} or more, none onto another track's"
         facts.append(("boxes filled (no detection; dashed in annotated.mp4)", f"{summary['boxes_filled']} ({gap})"))
+    if "boxes_backfilled" in summary:
+        reach = f"up to {params.get('backfill_seconds')} s before each track, scoring {params.get('backfill_score')}+"
+        facts.append(("boxes backfilled (detected, not yet tracked)", f"{summary['boxes_backfilled']} ({reach})"))
     models = {
         role: f"{info.get('name', '?')} ({info.get('source', '')}), sha256 {str(info.get('sha256', ''))[:12]}"
         for role, info in document.models.items()

@@ -38,7 +38,14 @@ from oracle import cut_into_fragments, pairwise_scores
 from scipy.optimize import linear_sum_assignment
 
 from reid_merge.app.config import Config, config_from_mapping
-from reid_merge.app.pipeline import decide_merge, fill_person_gaps, gap_fill_rule, sample_crops, track_and_sample
+from reid_merge.app.pipeline import (
+    backfill,
+    decide_merge,
+    fill_person_gaps,
+    gap_fill_rule,
+    sample_crops,
+    track_and_sample,
+)
 from reid_merge.app.results import Reporter
 from reid_merge.app.run_writer import Stopwatch
 from reid_merge.core.clustering import cluster_tracks
@@ -55,6 +62,8 @@ from reid_merge.models.tracking import check_tracker_config
 ROOT = Path(__file__).resolve().parents[1]
 # Settings that shape the raw tracks, the crops a merge starts from, and the features (cache keys).
 TRACKING = ("detector", "tracker", "detection_confidence", "image_size")
+#: ... and the settings that shape the raw tracks from what the tracker found.
+RAW = (*TRACKING, "backfill_seconds", "backfill_score")
 CROPPING = ("crops_per_track", "min_crop_height", "crop_max_covered", "split_impure")
 EMBEDDING = ("reid_model", "reid_weights")
 #: The re-identification model of record for measuring, when ../shared/weights is there.
@@ -91,30 +100,36 @@ def cached(path: Path, compute: Callable[[], Any]) -> Any:
 
 
 def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, object, np.ndarray, dict]:
-    """Raw tracks, crops and crop features for one sequence, each cached by what shapes it.
+    """Raw tracks (backfilled), crops and crop features for one sequence, each cached by what
+    shapes it.
 
-    The crops are sampled by a second decode over the cached raw tracks: the same sampler over
-    the same boxes of each frame as in the tracking pass, so the same crops (checked on TUD-Campus
+    The crops are sampled by a second decode over the cached tracks: the same sampler over the
+    same boxes of each frame as in the tracking pass, so the same crops (checked on TUD-Campus
     and KITTI-17, 2026-12-02), and a change to the sampler costs a decode, not a tracking run.
+    As in a run, they come from the boxes as tracked, not from the backfilled ones; those
+    tracks are `meta["tracked"]` (which gaps `fill_rule: auto` fills is judged on them).
     """
     settings = config.to_dict()
     tracker_yaml = Path(check_tracker_config(config.tracker)).read_text()
     tracks_key = cache_key(str(sequence), {k: settings[k] for k in TRACKING}, tracker_yaml, code=TRACKING_CODE)
-    raw, meta = cached(cache / f"{sequence.name}-{tracks_key}.tracks.pkl", lambda: _track(sequence, config))
+    (tracks, untracked), meta = cached(
+        cache / f"{sequence.name}-{tracks_key}.tracks.pkl", lambda: _track(sequence, config)
+    )
     crops_key = cache_key({k: settings[k] for k in CROPPING}, code=CROPPING_CODE)
     crops = cached(
         cache / f"{sequence.name}-{tracks_key}-{crops_key}.crops.pkl",
-        lambda: sample_crops(probe_video(sequence), raw, config, Reporter())[0],
+        lambda: sample_crops(probe_video(sequence), tracks, config, Reporter())[0],
     )
     embedding_key = cache_key({k: settings[k] for k in EMBEDDING}, code=EMBEDDING_CODE)
     features = cached(
         cache / f"{sequence.name}-{tracks_key}-{crops_key}-{embedding_key}.features.pkl",
         lambda: _embed(crops.crops, config),
     )
-    return raw, crops, features, meta
+    raw = backfill(tracks, untracked, probe_video(sequence).fps, config)
+    return raw, crops, features, {**meta, "tracked": tracks}
 
 
-def _track(sequence: Path, config: Config) -> tuple[TrackSet, dict]:
+def _track(sequence: Path, config: Config) -> tuple[tuple[TrackSet, TrackSet], dict]:
     from reid_merge.models.embedding import resolve_device
     from reid_merge.models.tracking import load_detector
 
@@ -122,7 +137,7 @@ def _track(sequence: Path, config: Config) -> tuple[TrackSet, dict]:
     device = resolve_device(config.device)
     detector, detector_info = load_detector(config.detector)
     start = time.perf_counter()
-    raw, _, _ = track_and_sample(
+    tracks, untracked, _, _ = track_and_sample(
         info,
         detector,
         detector_info,
@@ -132,7 +147,7 @@ def _track(sequence: Path, config: Config) -> tuple[TrackSet, dict]:
         Reporter(),
         Stopwatch(),
     )
-    return raw, {"seconds": time.perf_counter() - start, "detector": detector_info.name}
+    return (tracks, untracked), {"seconds": time.perf_counter() - start, "detector": detector_info.name}
 
 
 def _embed(crops: list[np.ndarray], config: Config) -> np.ndarray:
@@ -522,25 +537,25 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
         for source, label in ((video, video.name), (sequence, f"{sequence.name}/img1")):
             if not source.exists() or (source == sequence and not args.img1):
                 continue
-            raw, *_ = tracked(source, base, args.cache)
+            raw, _, _, meta = tracked(source, base, args.cache)
             info = probe_video(source)
             fps = info.fps
             # Per tracking settings: the raw tracks' scores and their best possible merge's, and
             # the raw tracker's own switches.
-            known = {_tracking(base): references(raw, gt, base, fps)}
+            known = {_tracking(base): references(raw, meta["tracked"], gt, base, fps)}
             own_switches = {_tracking(base): tracker_switches(raw, gt.targets)}
             rows += [{"input": label, **r} for r in known[_tracking(base)]]
             for name, config in schemes(args, base):
-                raw, crops, features, _ = tracked(source, config, args.cache)
+                raw, crops, features, meta = tracked(source, config, args.cache)
                 if _tracking(config) not in known:  # raw tracks of its own
                     changed = " ".join(
-                        f"{k}={getattr(config, k)}" for k in TRACKING if getattr(config, k) != getattr(base, k)
+                        f"{k}={getattr(config, k)}" for k in RAW if getattr(config, k) != getattr(base, k)
                     )
-                    known[_tracking(config)] = references(raw, gt, config, fps, f" ({changed})")
+                    known[_tracking(config)] = references(raw, meta["tracked"], gt, config, fps, f" ({changed})")
                     own_switches[_tracking(config)] = tracker_switches(raw, gt.targets)
                     rows += [{"input": label, **r} for r in known[_tracking(config)]]
                 outcome = decide_merge(raw, crops, features, config, fps, (info.width, info.height))
-                rule = gap_fill_rule(raw, config)
+                rule = gap_fill_rule(meta["tracked"], config)
                 merged, _ = fill_person_gaps(outcome.tracks.relabel(outcome.mapping), config, fps, rule)
                 row = score_row(name, merged, gt)
                 raw_scores, best = known[_tracking(config)]
@@ -554,18 +569,21 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
     return rows
 
 
-def references(raw: TrackSet, gt: GroundTruth, config: Config, fps: float, suffix: str = "") -> list[dict]:
+def references(
+    raw: TrackSet, as_tracked: TrackSet, gt: GroundTruth, config: Config, fps: float, suffix: str = ""
+) -> list[dict]:
     """The scores of `raw` and of the best possible merge of it, gap-filled as `config` fills
-    one: where a merge of these raw tracks starts, and the most it could reach."""
+    one (`as_tracked`: `raw` before backfilling): where a merge of these raw tracks starts, and
+    the most it could reach."""
     upper = best_possible_labels(raw, gt.targets)
     mapping = {int(t): int(label) + 1 for t, label in zip(raw.track_ids, upper)}
-    filled = fill_person_gaps(raw.relabel(mapping), config, fps, gap_fill_rule(raw, config))[0]
+    filled = fill_person_gaps(raw.relabel(mapping), config, fps, gap_fill_rule(as_tracked, config))[0]
     return [score_row(f"raw tracker{suffix}", raw, gt), score_row(f"best possible merge{suffix}", filled, gt)]
 
 
 def _tracking(config: Config) -> tuple:
     """The settings that shape the raw tracks."""
-    return tuple(getattr(config, k) for k in TRACKING)
+    return tuple(getattr(config, k) for k in RAW)
 
 
 def is_reference(scheme: str) -> bool:

@@ -14,7 +14,7 @@ from reid_merge.core.interpolation import FILLED_SCORE
 from reid_merge.core.tracks import TrackSet
 from reid_merge.io.tracks_io import read_mot, write_mot
 from tests.cli_helpers import reid_merge
-from tests.data_paths import ROOT, SAMPLE_VIDEO, SHARED_DATA, SHARED_OSNET
+from tests.data_paths import FIRST_RUN_VIDEO, ROOT, SAMPLE_VIDEO, SHARED_DATA, SHARED_OSNET
 
 SAMPLE = SAMPLE_VIDEO
 FIRST_RUN_FRAMES = 40  # the `sample_run` video, sample_videos/README.md
@@ -88,6 +88,31 @@ def test_summary_says_what_the_merge_changed(sample_run: tuple[Path, subprocess.
     if alone:
         assert f"tracks left alone │ {alone}:" in printed
     assert str(out / "report.html") in printed
+
+
+@pytest.mark.slow
+def test_backfilled_boxes_come_before_their_tracks_and_are_counted(
+    sample_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    """`run` gives tracks their first moments from boxes the tracker saw but had not yet taken;
+    `--backfill-seconds 0` keeps the tracker's output, and the rest of the run as it was."""
+    out, _ = sample_run
+    off = tmp_path / "off"
+    result = reid_merge("run", FIRST_RUN_VIDEO, "-o", off, "--device", "cpu", "--no-video", "--backfill-seconds", "0")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "tracks.json").read_text())["summary"]
+    summary_off = json.loads((off / "tracks.json").read_text())["summary"]
+
+    def rows(tracks: TrackSet) -> set[tuple]:
+        return {(int(f), int(t), *np.round(b, 2)) for f, t, b in zip(tracks.frame, tracks.track_id, tracks.xyxy)}
+
+    backfilled, tracked = read_mot(out / "raw_tracks.txt"), read_mot(off / "raw_tracks.txt")
+    added = rows(backfilled) - rows(tracked)
+    assert rows(tracked) <= rows(backfilled) and summary_off["boxes_backfilled"] == 0
+    assert len(added) == summary["boxes_backfilled"] > 0  # the sample's people walk in
+    first = {int(t): int(tracked.frame[tracked.track_id == t].min()) for t in tracked.track_ids}
+    assert all(frame < first[track] for frame, track, *_ in added)
+    assert summary["gaps_filled"] == summary_off["gaps_filled"]  # judged on the tracker's own boxes
 
 
 @pytest.mark.slow

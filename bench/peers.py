@@ -213,6 +213,15 @@ def our_merge(tracks: TrackSet, video: Path, config: Config, cache: Path) -> Tra
     return outcome.tracks.relabel(outcome.mapping)
 
 
+def our_tracker_merge(video: Path, config: Config, cache: Path) -> TrackSet:
+    """Our merge of our tracker's tracks, as ``reid-merge run`` decides it: crops from the
+    tracker's own boxes, not from the backfilled ones (`quality.tracked`)."""
+    raw, crops, features, _ = tracked(video, config, cache)
+    info = probe_video(video)
+    outcome = decide_merge(raw, crops, features, config, info.fps, (info.width, info.height))
+    return outcome.tracks.relabel(outcome.mapping)
+
+
 def our_outcome(tracks: TrackSet, video: Path, config: Config, cache: Path) -> MergeOutcome:
     """What our merge decides for `tracks` (cuts, persons), crops and features cached."""
     shaping = {k: config.to_dict()[k] for k in CROP_SHAPING}
@@ -298,8 +307,8 @@ def sequence_rows(
     add("BoxMOT StrongSORT (OSNet)", boxmot_tracks("strongsort", video, dets, boxmot_weights, cache))
     ours, *_ = tracked(video, base, cache)
     add("our tracker (ultralytics ByteTrack, raw)", ours)
-    add(f"our tracker + {mobilenet}", our_merge(ours, video, base, cache))
-    add("our tracker + our merge (OSNet)", our_merge(ours, video, osnet, cache))
+    add(f"our tracker + {mobilenet}", our_tracker_merge(video, base, cache))
+    add("our tracker + our merge (OSNet)", our_tracker_merge(video, osnet, cache))
     switches = tracker_switches(byte, gt.targets)
     cuts = [
         {"cuts of": embedder, **switch_row(switches, outcome.splits, byte.track_ids)}

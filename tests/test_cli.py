@@ -94,11 +94,11 @@ def test_summary_says_what_the_merge_changed(sample_run: tuple[Path, subprocess.
 def test_backfilled_boxes_come_before_their_tracks_and_are_counted(
     sample_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:
-    """`run` gives tracks their first moments from boxes the tracker saw but had not yet taken;
-    `--backfill-seconds 0` keeps the tracker's output, and the rest of the run as it was."""
-    out, _ = sample_run
-    off = tmp_path / "off"
-    result = reid_merge("run", FIRST_RUN_VIDEO, "-o", off, "--device", "cpu", "--no-video", "--backfill-seconds", "0")
+    """`--backfill-seconds 1` gives tracks their first moments from boxes the tracker saw but had
+    not yet taken; the default (off) keeps the tracker's output."""
+    off, _ = sample_run
+    out = tmp_path / "on"
+    result = reid_merge("run", FIRST_RUN_VIDEO, "-o", out, "--device", "cpu", "--no-video", "--backfill-seconds", "1")
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "tracks.json").read_text())["summary"]
     summary_off = json.loads((off / "tracks.json").read_text())["summary"]

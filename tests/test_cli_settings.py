@@ -21,7 +21,7 @@ GIVEN: dict[str, tuple[tuple[str, ...], Any]] = {
     "tracker": (("--tracker", "botsort"), "botsort"),
     "detection_confidence": (("--detection-confidence", "0.3"), 0.3),
     "image_size": (("--image-size", "320"), 320),
-    "backfill_seconds": (("--backfill-seconds", "0"), 0.0),
+    "backfill_seconds": (("--backfill-seconds", "1.5"), 1.5),
     "backfill_score": (("--backfill-score", "0.5"), 0.5),
     "device": (("--device", "cpu"), "cpu"),
     "reid_model": (("--reid-model", "osnet_x1_0"), "osnet_x1_0"),

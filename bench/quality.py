@@ -100,8 +100,8 @@ def cached(path: Path, compute: Callable[[], Any]) -> Any:
 
 
 def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, object, np.ndarray, dict]:
-    """Raw tracks (backfilled), crops and crop features for one sequence, each cached by what
-    shapes it.
+    """Raw tracks (backfilled as `config` says), crops and crop features for one sequence, each
+    cached by what shapes it.
 
     The crops are sampled by a second decode over the cached tracks: the same sampler over the
     same boxes of each frame as in the tracking pass, so the same crops (checked on TUD-Campus

@@ -42,16 +42,15 @@ def backfill_starts(
     reach = int(round(reach_seconds * fps))
     if reach <= 0 or len(tracks) == 0 or len(untracked) == 0:
         return tracks
-    free = np.ones(len(untracked), dtype=bool)
-    free &= untracked.score >= min_score
+    free = untracked.score >= min_score
     added: list[TrackSet] = []
     first_frame = {int(t): int(tracks.frame[tracks.track_id == t].min()) for t in tracks.track_ids}
     for track_id in sorted(first_frame, key=lambda t: first_frame[t]):
         own = tracks[tracks.track_id == track_id]
         if int(own.frame.max()) - int(own.frame.min()) < reach:
             continue
-        frames = own.frame[np.argsort(own.frame)]
-        boxes = own.xyxy[np.argsort(own.frame)]
+        order = np.argsort(own.frame)
+        frames, boxes = own.frame[order], own.xyxy[order]
         box = boxes[0]
         # Backwards, a frame at a time: what the track moved between its first two boxes.
         velocity = (box - boxes[1]) / max(int(frames[1] - frames[0]), 1) if len(boxes) > 1 else np.zeros(4)
@@ -75,5 +74,4 @@ def backfill_starts(
             added.append(TrackSet.from_arrays(picked.frame, np.full(len(rows), track_id), picked.xyxy, picked.score))
     if not added:
         return tracks
-    extended = TrackSet.concat([tracks, *added])
-    return extended[np.lexsort((extended.track_id, extended.frame))]
+    return TrackSet.concat([tracks, *added]).sorted()

@@ -66,7 +66,7 @@ from quality import (
 )
 
 from reid_merge.app.config import Config
-from reid_merge.app.pipeline import MergeOutcome, decide_merge, sample_crops
+from reid_merge.app.pipeline import MergeOutcome, decide_merge, merged_persons, sample_crops
 from reid_merge.app.results import Reporter
 from reid_merge.core.tracks import TrackSet
 from reid_merge.eval.scores import evaluate, read_ground_truth
@@ -215,11 +215,12 @@ def our_merge(tracks: TrackSet, video: Path, config: Config, cache: Path) -> Tra
 
 def our_tracker_merge(video: Path, config: Config, cache: Path) -> TrackSet:
     """Our merge of our tracker's tracks, as ``reid-merge run`` decides it: crops from the
-    tracker's own boxes, not from the backfilled ones (`quality.tracked`)."""
-    raw, crops, features, _ = tracked(video, config, cache)
+    tracker's own boxes, not from the backfilled ones (`quality.tracked`), which join the
+    persons after the merge."""
+    _, crops, features, meta = tracked(video, config, cache)
     info = probe_video(video)
-    outcome = decide_merge(raw, crops, features, config, info.fps, (info.width, info.height))
-    return outcome.tracks.relabel(outcome.mapping)
+    outcome = decide_merge(meta["tracked"], crops, features, config, info.fps, (info.width, info.height))
+    return merged_persons(outcome.tracks, outcome.mapping, meta["backfilled"])
 
 
 def our_outcome(tracks: TrackSet, video: Path, config: Config, cache: Path) -> MergeOutcome:

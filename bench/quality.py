@@ -43,6 +43,7 @@ from reid_merge.app.pipeline import (
     decide_merge,
     fill_person_gaps,
     gap_fill_rule,
+    merged_persons,
     sample_crops,
     track_and_sample,
 )
@@ -107,7 +108,8 @@ def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, obje
     same boxes of each frame as in the tracking pass, so the same crops (checked on TUD-Campus
     and KITTI-17, 2026-12-02), and a change to the sampler costs a decode, not a tracking run.
     As in a run, they come from the boxes as tracked, not from the backfilled ones; those
-    tracks are `meta["tracked"]` (which gaps `fill_rule: auto` fills is judged on them).
+    tracks are `meta["tracked"]` (what the merge decides on, and which gaps `fill_rule: auto`
+    fills is judged on), and the backfilled boxes alone `meta["backfilled"]`.
     """
     settings = config.to_dict()
     tracker_yaml = Path(check_tracker_config(config.tracker)).read_text()
@@ -125,8 +127,9 @@ def tracked(sequence: Path, config: Config, cache: Path) -> tuple[TrackSet, obje
         cache / f"{sequence.name}-{tracks_key}-{crops_key}-{embedding_key}.features.pkl",
         lambda: _embed(crops.crops, config),
     )
-    raw = backfill(tracks, untracked, probe_video(sequence).fps, config)
-    return raw, crops, features, {**meta, "tracked": tracks}
+    backfilled = backfill(tracks, untracked, probe_video(sequence).fps, config)
+    raw = TrackSet.concat([tracks, backfilled]).sorted()
+    return raw, crops, features, {**meta, "tracked": tracks, "backfilled": backfilled}
 
 
 def _track(sequence: Path, config: Config) -> tuple[tuple[TrackSet, TrackSet], dict]:
@@ -554,9 +557,9 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
                     known[_tracking(config)] = references(raw, meta["tracked"], gt, config, fps, f" ({changed})")
                     own_switches[_tracking(config)] = tracker_switches(raw, gt.targets)
                     rows += [{"input": label, **r} for r in known[_tracking(config)]]
-                outcome = decide_merge(raw, crops, features, config, fps, (info.width, info.height))
-                rule = gap_fill_rule(meta["tracked"], config)
-                merged, _ = fill_person_gaps(outcome.tracks.relabel(outcome.mapping), config, fps, rule)
+                outcome = decide_merge(meta["tracked"], crops, features, config, fps, (info.width, info.height))
+                persons = merged_persons(outcome.tracks, outcome.mapping, meta["backfilled"])
+                merged, _ = fill_person_gaps(persons, config, fps, gap_fill_rule(meta["tracked"], config))
                 row = score_row(name, merged, gt)
                 raw_scores, best = known[_tracking(config)]
                 possible = best["IDF1"] - raw_scores["IDF1"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -254,6 +255,21 @@ def test_cache_round_trips(pristine_run: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(again.similarity, cache.similarity)
     assert again.thumbnails == cache.thumbnails
     assert again.ground_truth is not None and len(again.ground_truth.boxes) == len(cache.ground_truth.boxes)  # type: ignore[union-attr]
+    assert len(again.backfilled) == 0  # the run did not backfill
+
+
+def test_cache_keeps_backfilled_boxes_and_refuses_those_of_unknown_tracks(pristine_run: Path, tmp_path: Path) -> None:
+    cache = MergeCache.load(pristine_run / MERGE_CACHE)
+    track = int(cache.track_ids[0])
+    boxes = tracks_from_rows(walking_track(track, range(1, 4)), score=0.4)
+    dataclasses.replace(cache, backfilled=boxes).save(tmp_path / "backfilled.npz")
+    again = MergeCache.load(tmp_path / "backfilled.npz")
+    np.testing.assert_array_equal(again.backfilled.xyxy, boxes.xyxy)
+    np.testing.assert_array_equal(again.backfilled.track_id, boxes.track_id)
+    stranger = tracks_from_rows(walking_track(int(cache.track_ids.max()) + 1, range(1, 4)))
+    dataclasses.replace(cache, backfilled=stranger).save(tmp_path / "stranger.npz")
+    with pytest.raises(InputError, match="inconsistent"):
+        MergeCache.load(tmp_path / "stranger.npz")
 
 
 # The corrections alone, on track sets built from lists.

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reid_merge.app.config import config_from_mapping
-from reid_merge.app.pipeline import counting_frames, fill_person_gaps
+from reid_merge.app.pipeline import counting_frames, fill_person_gaps, merged_persons
 from reid_merge.app.plan import MergeCache, check_assignment, correct_assignment, read_plan
 from reid_merge.app.results import Reporter, RunResult
 from reid_merge.app.run_folder import (
@@ -96,7 +96,7 @@ def apply_plan(
         if plan_path is not None:
             corrections.append({"plan": str(plan_path)})
         corrections += [{"split": int(t)} for t in splits] + [{"merge": [int(t) for t in g]} for g in merges]
-        merged, filled, gaps_filled = refill(cache.tracks.relabel(mapping), document)
+        merged, filled, gaps_filled = refill(merged_persons(cache.tracks, mapping, cache.backfilled), document)
         persons = len(set(mapping.values()))
         gt = read_ground_truth(ground_truth) if ground_truth is not None else cache.ground_truth
 
@@ -106,7 +106,8 @@ def apply_plan(
             raw_scores = (document.evaluation or {}).get("raw") if ground_truth is None else None
             if raw_scores is None:
                 raw_path = run_dir / RAW_TRACKS_TXT
-                raw_scores = evaluate(read_mot(raw_path) if raw_path.is_file() else cache.tracks, gt).to_dict()
+                raw = read_mot(raw_path) if raw_path.is_file() else TrackSet.concat([cache.tracks, cache.backfilled])
+                raw_scores = evaluate(raw, gt).to_dict()
             scores = {"raw": raw_scores, "merged": evaluate(as_written(merged), gt).to_dict()}  # as tracks.txt has it
     elif document.evaluation is not None:
         note("the run's scores described its previous assignment and are left out (--gt scores this one)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,7 @@ from reid_merge.app.run_folder import (
 from reid_merge.app.run_writer import AnnotatedVideo, Stopwatch, write_run_folder
 from reid_merge.core.adaptation import fit_within_track_whitening
 from reid_merge.core.assignment import person_ids_by_first_appearance
-from reid_merge.core.backfill import backfill_starts
+from reid_merge.core.backfill import add_backfilled, backfill_starts
 from reid_merge.core.calibration import (
     appearance_log_likelihood_ratio,
     decisive_similarity,
@@ -170,7 +170,7 @@ def run_video(
         tracks, untracked, crops, frames = track_and_sample(
             run.info, detector, detector_info, tracker, run.device, config, run.reporter, run.clock
         )
-        raw = backfill(tracks, untracked, run.info.fps, config)
+        backfilled = backfill(tracks, untracked, run.info.fps, config)
     run.clock.timings["detect + track"] -= run.clock.timings.get("sample crops", 0.0)  # its own stage
     if frames < run.info.num_frames:
         run.note(
@@ -178,7 +178,7 @@ def run_video(
             "(truncated or damaged?); the outputs cover the frames decoded"
         )
     with staged_files(out_dir / TRACKS_JSON) as staged:
-        return _merge_and_write(run, raw, crops, embedder, frames, staged, tracked=tracks)
+        return _merge_and_write(run, tracks, crops, embedder, frames, staged, backfilled=backfilled)
 
 
 def _start(
@@ -252,10 +252,11 @@ def track_and_sample(
 
 
 def backfill(tracks: TrackSet, untracked: TrackSet, fps: float, config: Config) -> TrackSet:
-    """The tracks with their first moments backfilled as `config` says (`core.backfill`).
+    """The boxes of the tracks' first moments, backfilled as `config` says (`core.backfill`),
+    under their tracks' IDs; none when it is off.
 
-    Crops are sampled from the boxes as tracked, while the frames go by: the backfilled boxes
-    give none, and the track has its crops from its own boxes.
+    They give no crops (crops are sampled from the boxes as tracked, while the frames go by)
+    and the merge does not see them: they join the persons after it (`merged_persons`).
     """
     return backfill_starts(tracks, untracked, fps, config.backfill_seconds, config.backfill_score)
 
@@ -292,7 +293,7 @@ def merge_tracks_file(
     if frames < last_frame:
         raise InputError(f"{tracks_path}: tracks reach frame {last_frame} but {video} decodes only {frames} frames")
     with staged_files(out_dir / TRACKS_JSON) as staged:
-        return _merge_and_write(run, raw, crops, embedder, run.info.num_frames, staged, tracked=None)
+        return _merge_and_write(run, raw, crops, embedder, run.info.num_frames, staged, backfilled=None)
 
 
 def crop_sampler(config: Config) -> CropSampler:
@@ -540,27 +541,30 @@ def similarity_report(outcome: MergeOutcome, config: Config) -> dict[str, Any]:
 
 def _merge_and_write(
     run: _Run,
-    raw: TrackSet,
+    tracks: TrackSet,
     crops: CropSet,
     embedder: Any,
     frames: int,
     staged: StagedFiles,
     *,
-    tracked: TrackSet | None,
+    backfilled: TrackSet | None,
 ) -> RunResult:
-    """Decide the merge and write every output to `staged` (the caller commits them together).
+    """Decide the merge of `tracks` and write every output to `staged` (the caller commits them together).
 
-    `tracked`: `run`'s tracks as the tracker gave them, before `backfill` made `raw` of them;
-    `run` writes `raw` to raw_tracks.txt. None for `merge`, which writes no raw tracks.
+    `backfilled`: for `run`, the boxes `backfill` gave the tracks (maybe none), added to the
+    persons after the merge; raw_tracks.txt holds the tracks with them. None for `merge`, which
+    writes no raw tracks.
     """
-    write_raw = tracked is not None
+    write_raw = backfilled is not None
+    raw = TrackSet.concat([tracks, backfilled]).sorted() if backfilled is not None and len(backfilled) else tracks
     config, clock, reporter = run.config, run.clock, run.reporter
     with clock.time("embed"):
         features = _embed(embedder, crops, config.embed_batch_size * 4, reporter)
     with clock.time("similarity + cluster"):
-        outcome = decide_merge(raw, crops, features, config, run.info.fps, (run.info.width, run.info.height))
-    gaps_filled = gap_fill_rule(tracked if tracked is not None else raw, config)
-    merged, filled = fill_person_gaps(outcome.tracks.relabel(outcome.mapping), config, run.info.fps, gaps_filled)
+        outcome = decide_merge(tracks, crops, features, config, run.info.fps, (run.info.width, run.info.height))
+    gaps_filled = gap_fill_rule(tracks, config)
+    with_backfill = merged_persons(outcome.tracks, outcome.mapping, backfilled or TrackSet.empty())
+    merged, filled = fill_person_gaps(with_backfill, config, run.info.fps, gaps_filled)
     persons = len(set(outcome.mapping.values()))
     changes = merge_changes(outcome)
     for split in outcome.splits:
@@ -589,7 +593,7 @@ def _merge_and_write(
             **changes,
             "boxes_filled": int(filled.sum()),
             "gaps_filled": gaps_filled,
-            **({"boxes_backfilled": len(raw) - len(tracked)} if tracked is not None else {}),
+            **({"boxes_backfilled": len(backfilled)} if backfilled is not None else {}),
         },
         splits=[dataclasses.asdict(split) for split in outcome.splits],
         mapping=mapping_entries(outcome.mapping),
@@ -610,7 +614,7 @@ def _merge_and_write(
         outcome.mapping,
         merged,
         filled,
-        lambda: merge_cache(outcome, crops, features, run.ground_truth),
+        lambda: merge_cache(outcome, crops, features, run.ground_truth, backfilled or TrackSet.empty()),
         clock,
         raw=raw if write_raw else None,
         video=video,
@@ -631,9 +635,14 @@ def _merge_and_write(
 
 
 def merge_cache(
-    outcome: MergeOutcome, crops: CropSet, features: np.ndarray, ground_truth: GroundTruth | None
+    outcome: MergeOutcome,
+    crops: CropSet,
+    features: np.ndarray,
+    ground_truth: GroundTruth | None,
+    backfilled: TrackSet,
 ) -> MergeCache:
-    """The merge cache of one merge decision and the crops it compared (what ``apply`` corrects from)."""
+    """The merge cache of one merge decision, the crops it compared and the boxes backfilled
+    after it (what ``apply`` corrects from)."""
     _, crop_track = apply_splits(outcome.tracks, crops.track_id, crops.frame, outcome.splits)
     n = len(outcome.track_ids)
     if outcome.distance is not None and outcome.cannot_link is not None:
@@ -651,7 +660,14 @@ def merge_cache(
         features=np.asarray(features, dtype=np.float32),
         thumbnails=[thumbnail_jpeg(crop) for crop in crops.crops],
         ground_truth=ground_truth,
+        backfilled=backfilled,
     )
+
+
+def merged_persons(tracks: TrackSet, mapping: Mapping[int, int], backfilled: TrackSet) -> TrackSet:
+    """`tracks` as the persons `mapping` makes of them, with the `backfilled` boxes of their
+    tracks (`backfill`) where the person has no box yet; before gaps are filled."""
+    return add_backfilled(tracks.relabel(mapping), backfilled.relabel(mapping))
 
 
 def fill_person_gaps(persons: TrackSet, config: Config, fps: float, rule: str) -> tuple[TrackSet, np.ndarray]:

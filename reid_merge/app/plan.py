@@ -8,7 +8,8 @@ A run writes, beside its tracks:
   detections under the track IDs the plan assigns (after any impure-track splits), the
   similarity matrices the clustering used, and per crop its track, frame, feature and a
   64 px JPEG thumbnail (the report's gallery); the ground truth when ``--gt`` was given, so
-  that corrections are scored again.
+  that corrections are scored again; the boxes backfilled at the tracks' starts, which join
+  the persons after the merge as they did in the run.
 
 Manual decisions (`correct_assignment`): ``--split T`` makes track T a person of its own,
 ``--merge A,B`` puts B's person into A's, refused when a track of the one person shares a
@@ -25,7 +26,7 @@ import io
 import json
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,9 @@ if TYPE_CHECKING:  # evaluation imports TrackEval, which only scoring needs
 
 PLAN_FORMAT = "reid-merge.merge-plan"
 PLAN_VERSION = 1
-CACHE_VERSION = 2  # 2: the ground truth with its flags and classes
+CACHE_VERSION = 3  # 2: the ground truth with its flags and classes; 3: the backfilled boxes
+#: Versions still read: a version 2 cache is a run without backfilled boxes.
+READ_CACHE_VERSIONS = (2, CACHE_VERSION)
 PLAN_HELP = (
     "Edit 'assignment' to regroup raw tracks: tracks given the same person_id become one person "
     "(any integers; persons are renumbered by first appearance; first_frame/last_frame are for reading only). "
@@ -67,6 +70,8 @@ class MergeCache:
         features: `(M, D)` the embedder's features of each crop.
         thumbnails: M JPEG thumbnails.
         ground_truth: the ground truth the run was scored against, or None.
+        backfilled: boxes backfilled at the tracks' starts, under their tracks' IDs (joined to
+            the persons after the merge: `pipeline.merged_persons`).
     """
 
     tracks: TrackSet
@@ -79,6 +84,7 @@ class MergeCache:
     features: npt.NDArray[np.float32]
     thumbnails: list[bytes]
     ground_truth: GroundTruth | None = None
+    backfilled: TrackSet = field(default_factory=TrackSet.empty)
 
     def save(self, path: Path) -> None:
         """Write as a compressed ``.npz`` (no pickles) to `path`."""
@@ -88,6 +94,7 @@ class MergeCache:
         arrays: dict[str, Any] = {
             "version": np.array(CACHE_VERSION),
             **_trackset_arrays("det", self.tracks),
+            **_trackset_arrays("bf", self.backfilled),
             "track_ids": self.track_ids,
             "similarity": self.similarity,
             "appearance": self.appearance,
@@ -123,7 +130,7 @@ class MergeCache:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise InputError(f"{path}: not a readable merge cache ({exc.__class__.__name__})") from None
         try:
-            if int(arrays["version"]) != CACHE_VERSION:
+            if int(arrays["version"]) not in READ_CACHE_VERSIONS:
                 raise InputError(f"{path}: merge cache version {int(arrays['version'])}, expected {CACHE_VERSION}")
             offsets = arrays["thumbnail_offsets"]
             data = arrays["thumbnail_data"].tobytes()
@@ -138,12 +145,14 @@ class MergeCache:
                 features=arrays["features"].astype(np.float32),
                 thumbnails=[data[a:b] for a, b in zip(offsets[:-1], offsets[1:])],
                 ground_truth=_ground_truth_from(arrays) if bool(arrays["has_ground_truth"]) else None,
+                backfilled=_trackset_from(arrays, "bf") if "bf_frame" in arrays else TrackSet.empty(),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise InputError(f"{path}: malformed merge cache ({exc.__class__.__name__}: {exc})") from None
         n = len(cache.track_ids)
         consistent = (
             np.array_equal(cache.track_ids, cache.tracks.track_ids)
+            and np.isin(cache.backfilled.track_ids, cache.track_ids).all()
             and all(m.shape == (n, n) for m in (cache.similarity, cache.appearance, cache.cannot_link))
             and len(cache.crop_track) == len(cache.crop_frame) == len(cache.features) == len(cache.thumbnails)
         )
@@ -162,7 +171,7 @@ _CACHE_SHAPES = {
     "has_ground_truth": "",
     **{
         f"{prefix}_{name}": dims
-        for prefix, rows in (("det", "d"), ("gt", "g"))
+        for prefix, rows in (("det", "d"), ("gt", "g"), ("bf", "f"))
         for name, dims in (("frame", rows), ("track_id", rows), ("xyxy", rows + "4"), ("score", rows))
     },
     "gt_considered": "g",

@@ -11,6 +11,10 @@ velocity (docs/quality.md, "Backfilling track starts": KITTI-17's raw IDF1 0.695
 Only tracks that lived at least as long as the reach are extended: a short track is as often a
 false detection, and extending it adds more of them (ultralytics' own tracker settings start
 tracks at 0.25 and lose boxes by extending short ones).
+
+The merge decides on the tracks as tracked, and the backfilled boxes join the persons after it
+(`add_backfilled`): fed to the merge, they move where its per-video calibration cuts and joins
+(docs/quality.md: MOT16-09 lost cuts of real swaps), though every one of them is right.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ MATCH_IOU = 0.5
 def backfill_starts(
     tracks: TrackSet, untracked: TrackSet, fps: float, reach_seconds: float, min_score: float
 ) -> TrackSet:
-    """`tracks` with each track extended back over `untracked` boxes (any track IDs; the boxes the
-    detector found that no track took), frame by frame while one scoring at least `min_score`
+    """The `untracked` boxes (any track IDs; the boxes the detector found that no track took) that
+    extend a track of `tracks` back, under that track's ID: frame by frame while one scoring at least `min_score`
     overlaps the track's box moved back one frame at IoU >= `MATCH_IOU`, for at most
     `reach_seconds`. Tracks spanning less than `reach_seconds` are left as they are; a box goes to
     one track at most: to the track that starts first after it, the nearest in time (tracks are
@@ -36,12 +40,13 @@ def backfill_starts(
     >>> tracks = TrackSet.from_arrays([5, 6], [1, 1], [[10, 0, 20, 40], [12, 0, 22, 40]], [0.9, 0.9])
     >>> seen = TrackSet.from_arrays([3, 4, 4], [-1, -1, -1], [[6, 0, 16, 40], [8, 0, 18, 40], [60, 0, 70, 40]],
     ...                             [0.4, 0.4, 0.9])
-    >>> backfill_starts(tracks, seen, fps=2.0, reach_seconds=0.5, min_score=0.3).frame.tolist()
-    [4, 5, 6]
+    >>> backfilled = backfill_starts(tracks, seen, fps=2.0, reach_seconds=0.5, min_score=0.3)
+    >>> backfilled.frame.tolist(), backfilled.track_id.tolist()
+    ([4], [1])
     """
     reach = int(round(reach_seconds * fps))
     if reach <= 0 or len(tracks) == 0 or len(untracked) == 0:
-        return tracks
+        return TrackSet.empty()
     free = untracked.score >= min_score
     added: list[TrackSet] = []
     first_frame = {int(t): int(tracks.frame[tracks.track_id == t].min()) for t in tracks.track_ids}
@@ -72,6 +77,22 @@ def backfill_starts(
         if rows:
             picked = untracked[np.array(rows)]
             added.append(TrackSet.from_arrays(picked.frame, np.full(len(rows), track_id), picked.xyxy, picked.score))
-    if not added:
-        return tracks
-    return TrackSet.concat([tracks, *added]).sorted()
+    return TrackSet.concat(added).sorted() if added else TrackSet.empty()
+
+
+def add_backfilled(persons: TrackSet, backfilled: TrackSet) -> TrackSet:
+    """`persons` (merged tracks) with the `backfilled` boxes (relabelled to the same persons)
+    where the person has no box in that frame yet: a track's first moments can lie where an
+    earlier track of the same person still was.
+
+    >>> persons = TrackSet.from_arrays([4, 5], [1, 1], [[0, 0, 10, 40], [2, 0, 12, 40]], [0.9, 0.9])
+    >>> extra = TrackSet.from_arrays([3, 4], [1, 1], [[0, 0, 10, 40], [1, 0, 11, 40]], [0.4, 0.4])
+    >>> add_backfilled(persons, extra).frame.tolist()
+    [3, 4, 5]
+    """
+    if len(backfilled) == 0:
+        return persons
+    both = TrackSet.concat([persons, backfilled])
+    keep = np.ones(len(both), dtype=bool)
+    keep[both.duplicate_rows()] = False  # the first of a (frame, person) stays: the tracked box
+    return both[keep].sorted()

@@ -138,11 +138,11 @@ class Config:
         valid=Valid(lambda v: 32 <= v <= MAX_IMAGE_SIZE and v % 32 == 0, f"a multiple of 32 up to {MAX_IMAGE_SIZE}"),
     )
     backfill_seconds: float = setting(
-        0.0,
+        1.0,
         "detection",
         "Extend each track back over the boxes it was seen in before the tracker took it up, for at most "
-        "this long; only tracks that lasted this long. 0: off (1 lifts the raw tracks, but the merge can "
-        "then decide worse: docs/quality.md).",
+        "this long; only tracks that lasted this long. The merge decides without them; they join its "
+        "persons. 0: off.",
         valid=at_least(0),
     )
     backfill_score: float = setting(

@@ -631,6 +631,7 @@ def _merge_and_write(
         changes["tracks_joined"],
         changes["left_alone"],
         int(filled.sum()),
+        len(backfilled) if backfilled is not None else None,
     )
 
 

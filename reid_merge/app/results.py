@@ -54,6 +54,7 @@ class RunResult:
     tracks_joined: int = 0
     left_alone: dict[str, int] = field(default_factory=dict)
     boxes_filled: int = 0
+    boxes_backfilled: int | None = None  # None: the run did not backfill (`merge`, `apply`)
 
     def table(self) -> Table:
         """The summary: what the merge changed, the time each stage took, the files written."""
@@ -65,6 +66,8 @@ class RunResult:
         if left_alone:
             reasons = ", ".join(f"{n} {why}" for why, n in left_alone.items())
             table.add_row("tracks left alone", f"{sum(left_alone.values())}: {reasons}")
+        if self.boxes_backfilled is not None:
+            table.add_row("boxes backfilled", f"{self.boxes_backfilled} (the first moments of tracks)")
         table.add_row("boxes filled", f"{self.boxes_filled} (dashed in annotated.mp4)" if self.boxes_filled else "0")
         for stage, seconds in self.timings.items():
             table.add_row(f"time: {stage}", f"{seconds:.2f} s")

@@ -66,8 +66,9 @@ from quality import (
 )
 
 from reid_merge.app.config import Config
-from reid_merge.app.pipeline import MergeOutcome, decide_merge, merged_persons, sample_crops
+from reid_merge.app.pipeline import MergeOutcome, decide_merge, sample_crops
 from reid_merge.app.results import Reporter
+from reid_merge.core.backfill import add_backfilled
 from reid_merge.core.tracks import TrackSet
 from reid_merge.eval.scores import evaluate, read_ground_truth
 from reid_merge.io.video import probe_video, read_frames
@@ -220,7 +221,7 @@ def our_tracker_merge(video: Path, config: Config, cache: Path) -> TrackSet:
     _, crops, features, meta = tracked(video, config, cache)
     info = probe_video(video)
     outcome = decide_merge(meta["tracked"], crops, features, config, info.fps, (info.width, info.height))
-    return merged_persons(outcome.tracks, outcome.mapping, meta["backfilled"])
+    return add_backfilled(outcome.tracks, outcome.mapping, meta["backfilled"]).relabel(outcome.mapping)
 
 
 def our_outcome(tracks: TrackSet, video: Path, config: Config, cache: Path) -> MergeOutcome:

@@ -43,12 +43,12 @@ from reid_merge.app.pipeline import (
     decide_merge,
     fill_person_gaps,
     gap_fill_rule,
-    merged_persons,
     sample_crops,
     track_and_sample,
 )
 from reid_merge.app.results import Reporter
 from reid_merge.app.run_writer import Stopwatch
+from reid_merge.core.backfill import add_backfilled
 from reid_merge.core.clustering import cluster_tracks
 from reid_merge.core.crops import box_quality
 from reid_merge.core.encounters import MIN_CROPS_EACH_SIDE, close_pairs
@@ -558,7 +558,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
                     own_switches[_tracking(config)] = tracker_switches(raw, gt.targets)
                     rows += [{"input": label, **r} for r in known[_tracking(config)]]
                 outcome = decide_merge(meta["tracked"], crops, features, config, fps, (info.width, info.height))
-                persons = merged_persons(outcome.tracks, outcome.mapping, meta["backfilled"])
+                persons = add_backfilled(outcome.tracks, outcome.mapping, meta["backfilled"]).relabel(outcome.mapping)
                 merged, _ = fill_person_gaps(persons, config, fps, gap_fill_rule(meta["tracked"], config))
                 row = score_row(name, merged, gt)
                 raw_scores, best = known[_tracking(config)]

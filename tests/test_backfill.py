@@ -13,12 +13,7 @@ FPS = 10.0  # reach_seconds=1.0 is 10 frames
 
 def seen(rows: list[tuple], score: float = 0.4) -> TrackSet:
     """Boxes no track took (track ID -1), from `walking_track`-style rows."""
-    return as_person(-1, rows, score)
-
-
-def as_person(person: int, rows: list[tuple], score: float = 0.9) -> TrackSet:
-    """`walking_track`-style rows under one person's ID."""
-    return tracks_from_rows([(f, person, *box) for f, _, *box in rows], score=score)
+    return tracks_from_rows([(f, -1, *box) for f, _, *box in rows], score=score)
 
 
 def test_a_track_is_extended_back_over_the_boxes_before_it_along_its_walk() -> None:
@@ -79,10 +74,12 @@ def test_of_boxes_side_by_side_the_track_takes_the_one_on_its_walk_one_a_frame()
 def test_backfilled_boxes_join_a_person_only_in_frames_where_it_has_no_box() -> None:
     # Person 7 is tracks 1 (frames 0-9) and 2 (from 14): track 2's first moments reach back to
     # frame 8, where track 1 still was; the person keeps track 1's boxes there.
-    person = as_person(7, walking_track(1, range(0, 10)) + walking_track(2, range(14, 30)))
-    backfilled = as_person(7, walking_track(2, range(8, 14), x0=104.0), score=0.4)
-    result = add_backfilled(person, backfilled)
+    tracks = tracks_from_rows(walking_track(1, range(0, 10)) + walking_track(2, range(14, 30)))
+    backfilled = tracks_from_rows(walking_track(2, range(8, 14), x0=104.0), score=0.4)
+    result = add_backfilled(tracks, {1: 7, 2: 7}, backfilled)
     assert result.frame.tolist() == list(range(0, 30))
-    assert np.allclose(result.xyxy[result.frame < 10], person.xyxy[person.frame < 10])
+    assert result.track_id[result.frame < 10].tolist() == [1] * 10
     assert np.allclose(result.score[(result.frame >= 10) & (result.frame < 14)], 0.4)
-    assert add_backfilled(person, TrackSet.empty()) is person
+    apart = add_backfilled(tracks, {1: 7, 2: 8}, backfilled)  # two people: each keeps its boxes
+    assert len(apart) == len(tracks) + len(backfilled)
+    assert add_backfilled(tracks, {1: 7, 2: 7}, TrackSet.empty()) is tracks

@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from reid_merge.app.config import config_from_mapping
-from reid_merge.app.pipeline import counting_frames, fill_person_gaps, merged_persons
-from reid_merge.app.plan import MergeCache, check_assignment, correct_assignment, read_plan
+from reid_merge.app.pipeline import counting_frames, fill_person_gaps
+from reid_merge.app.plan import MergeCache, check_assignment, correct_assignment, read_plan, renumber
 from reid_merge.app.results import Reporter, RunResult
 from reid_merge.app.run_folder import (
     ANNOTATED_VIDEO,
@@ -31,6 +31,7 @@ from reid_merge.app.run_folder import (
     persons_entries,
 )
 from reid_merge.app.run_writer import AnnotatedVideo, Stopwatch, write_run_folder
+from reid_merge.core.backfill import add_backfilled
 from reid_merge.core.tracks import TrackSet
 from reid_merge.errors import InputError, UsageError
 from reid_merge.io.atomic import staged_files
@@ -92,11 +93,13 @@ def apply_plan(
             if track in assignment and sum(p == assignment[track] for p in assignment.values()) == 1:
                 note(f"track {track} is already a person of its own")
         mapping = correct_assignment(cache.tracks, assignment, merges, splits)
+        boxes = add_backfilled(cache.tracks, mapping, cache.backfilled)  # as the run added them
+        mapping = renumber(boxes, mapping)
         corrections = list(plan.get("corrections", []))
         if plan_path is not None:
             corrections.append({"plan": str(plan_path)})
         corrections += [{"split": int(t)} for t in splits] + [{"merge": [int(t) for t in g]} for g in merges]
-        merged, filled, gaps_filled = refill(merged_persons(cache.tracks, mapping, cache.backfilled), document)
+        merged, filled, gaps_filled = refill(boxes.relabel(mapping), document)
         persons = len(set(mapping.values()))
         gt = read_ground_truth(ground_truth) if ground_truth is not None else cache.ground_truth
 
@@ -106,7 +109,7 @@ def apply_plan(
             raw_scores = (document.evaluation or {}).get("raw") if ground_truth is None else None
             if raw_scores is None:
                 raw_path = run_dir / RAW_TRACKS_TXT
-                raw = read_mot(raw_path) if raw_path.is_file() else TrackSet.concat([cache.tracks, cache.backfilled])
+                raw = read_mot(raw_path) if raw_path.is_file() else cache.tracks
                 raw_scores = evaluate(raw, gt).to_dict()
             scores = {"raw": raw_scores, "merged": evaluate(as_written(merged), gt).to_dict()}  # as tracks.txt has it
     elif document.evaluation is not None:
@@ -133,7 +136,7 @@ def apply_plan(
     document = dataclasses.replace(
         document,
         mapping=mapping_entries(mapping),
-        persons=persons_entries(cache.tracks, mapping),
+        persons=persons_entries(boxes, mapping),
         summary={
             **{k: v for k, v in document.summary.items() if k != "left_alone"},  # the run's reasons
             "persons": persons,
@@ -152,7 +155,7 @@ def apply_plan(
             staged,
             run_dir,
             document,
-            cache.tracks,
+            boxes,
             mapping,
             merged,
             filled,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from reid_merge.app.config import Config
-from reid_merge.app.plan import MergeCache
+from reid_merge.app.plan import MergeCache, renumber
 from reid_merge.app.report import thumbnail_jpeg
 from reid_merge.app.results import Reporter, RunResult
 from reid_merge.app.run_folder import (
@@ -256,7 +256,7 @@ def backfill(tracks: TrackSet, untracked: TrackSet, fps: float, config: Config) 
     under their tracks' IDs; none when it is off.
 
     They give no crops (crops are sampled from the boxes as tracked, while the frames go by)
-    and the merge does not see them: they join the persons after it (`merged_persons`).
+    and the merge does not see them: they join its persons after it (`core.backfill.add_backfilled`).
     """
     return backfill_starts(tracks, untracked, fps, config.backfill_seconds, config.backfill_score)
 
@@ -556,15 +556,18 @@ def _merge_and_write(
     writes no raw tracks.
     """
     write_raw = backfilled is not None
-    raw = TrackSet.concat([tracks, backfilled]).sorted() if backfilled is not None and len(backfilled) else tracks
+    backfilled = backfilled if backfilled is not None else TrackSet.empty()
+    raw = TrackSet.concat([tracks, backfilled]).sorted() if len(backfilled) else tracks
     config, clock, reporter = run.config, run.clock, run.reporter
     with clock.time("embed"):
         features = _embed(embedder, crops, config.embed_batch_size * 4, reporter)
     with clock.time("similarity + cluster"):
         outcome = decide_merge(tracks, crops, features, config, run.info.fps, (run.info.width, run.info.height))
     gaps_filled = gap_fill_rule(tracks, config)
-    with_backfill = merged_persons(outcome.tracks, outcome.mapping, backfilled or TrackSet.empty())
-    merged, filled = fill_person_gaps(with_backfill, config, run.info.fps, gaps_filled)
+    boxes = add_backfilled(outcome.tracks, outcome.mapping, backfilled)  # of the persons, by raw track
+    if len(backfilled):  # persons numbered by first appearance, first moments included
+        outcome = dataclasses.replace(outcome, mapping=renumber(boxes, outcome.mapping))
+    merged, filled = fill_person_gaps(boxes.relabel(outcome.mapping), config, run.info.fps, gaps_filled)
     persons = len(set(outcome.mapping.values()))
     changes = merge_changes(outcome)
     for split in outcome.splits:
@@ -593,11 +596,11 @@ def _merge_and_write(
             **changes,
             "boxes_filled": int(filled.sum()),
             "gaps_filled": gaps_filled,
-            **({"boxes_backfilled": len(backfilled)} if backfilled is not None else {}),
+            **({"boxes_backfilled": len(backfilled)} if write_raw else {}),
         },
         splits=[dataclasses.asdict(split) for split in outcome.splits],
         mapping=mapping_entries(outcome.mapping),
-        persons=persons_entries(outcome.tracks, outcome.mapping),
+        persons=persons_entries(boxes, outcome.mapping),
         similarity=similarity_report(outcome, config),
         evaluation=scores,
         notes=run.notes,
@@ -610,11 +613,11 @@ def _merge_and_write(
         staged,
         run.out_dir,
         document,
-        outcome.tracks,
+        boxes,
         outcome.mapping,
         merged,
         filled,
-        lambda: merge_cache(outcome, crops, features, run.ground_truth, backfilled or TrackSet.empty()),
+        lambda: merge_cache(outcome, crops, features, run.ground_truth, backfilled),
         clock,
         raw=raw if write_raw else None,
         video=video,
@@ -631,7 +634,7 @@ def _merge_and_write(
         changes["tracks_joined"],
         changes["left_alone"],
         int(filled.sum()),
-        len(backfilled) if backfilled is not None else None,
+        len(backfilled) if write_raw else None,
     )
 
 
@@ -663,12 +666,6 @@ def merge_cache(
         ground_truth=ground_truth,
         backfilled=backfilled,
     )
-
-
-def merged_persons(tracks: TrackSet, mapping: Mapping[int, int], backfilled: TrackSet) -> TrackSet:
-    """`tracks` as the persons `mapping` makes of them, with the `backfilled` boxes of their
-    tracks (`backfill`) where the person has no box yet; before gaps are filled."""
-    return add_backfilled(tracks.relabel(mapping), backfilled.relabel(mapping))
 
 
 def fill_person_gaps(persons: TrackSet, config: Config, fps: float, rule: str) -> tuple[TrackSet, np.ndarray]:

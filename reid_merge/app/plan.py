@@ -71,7 +71,7 @@ class MergeCache:
         thumbnails: M JPEG thumbnails.
         ground_truth: the ground truth the run was scored against, or None.
         backfilled: boxes backfilled at the tracks' starts, under their tracks' IDs (joined to
-            the persons after the merge: `pipeline.merged_persons`).
+            the persons after the merge: `core.backfill.add_backfilled`).
     """
 
     tracks: TrackSet

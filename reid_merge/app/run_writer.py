@@ -81,7 +81,8 @@ def write_run_folder(
         staged: where the files are staged (its marker is the folder's tracks.json).
         folder: the run folder.
         document: tracks.json; its frame count is raised to the frames the video held, if more.
-        tracks: the detections under the track IDs of `mapping` (after impure-track splits).
+        tracks: the detections under the track IDs of `mapping` (after impure-track splits), the
+            backfilled boxes the persons took among them; drawn on the video.
         mapping: track ID → person ID.
         persons: the merged tracks, gaps filled, written to tracks.txt.
         filled: `(n,)` True for the boxes of `persons` that gap filling added.

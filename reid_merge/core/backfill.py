@@ -19,6 +19,8 @@ The merge decides on the tracks as tracked, and the backfilled boxes join the pe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from reid_merge.core.tracks import TrackSet, box_iou
@@ -80,19 +82,19 @@ def backfill_starts(
     return TrackSet.concat(added).sorted() if added else TrackSet.empty()
 
 
-def add_backfilled(persons: TrackSet, backfilled: TrackSet) -> TrackSet:
-    """`persons` (merged tracks) with the `backfilled` boxes (relabelled to the same persons)
-    where the person has no box in that frame yet: a track's first moments can lie where an
-    earlier track of the same person still was.
+def add_backfilled(tracks: TrackSet, person_of: Mapping[int, int], backfilled: TrackSet) -> TrackSet:
+    """`tracks` with those `backfilled` boxes (under their tracks' IDs) that fall in a frame where
+    the track's person (`person_of`, track ID → person) has no box yet, in frame order: a track's
+    first moments can lie where an earlier track of the same person still was.
 
-    >>> persons = TrackSet.from_arrays([4, 5], [1, 1], [[0, 0, 10, 40], [2, 0, 12, 40]], [0.9, 0.9])
-    >>> extra = TrackSet.from_arrays([3, 4], [1, 1], [[0, 0, 10, 40], [1, 0, 11, 40]], [0.4, 0.4])
-    >>> add_backfilled(persons, extra).frame.tolist()
+    >>> tracks = TrackSet.from_arrays([4, 5], [1, 2], [[0, 0, 10, 40], [2, 0, 12, 40]], [0.9, 0.9])
+    >>> extra = TrackSet.from_arrays([3, 4], [2, 2], [[0, 0, 10, 40], [1, 0, 11, 40]], [0.4, 0.4])
+    >>> add_backfilled(tracks, {1: 1, 2: 1}, extra).frame.tolist()  # frame 4 is track 1's
     [3, 4, 5]
     """
     if len(backfilled) == 0:
-        return persons
-    both = TrackSet.concat([persons, backfilled])
+        return tracks
+    both = TrackSet.concat([tracks.relabel(person_of), backfilled.relabel(person_of)])
     keep = np.ones(len(both), dtype=bool)
     keep[both.duplicate_rows()] = False  # the first of a (frame, person) stays: the tracked box
-    return both[keep].sorted()
+    return TrackSet.concat([tracks, backfilled])[keep].sorted()

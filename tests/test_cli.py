@@ -135,6 +135,9 @@ def test_backfilled_boxes_come_before_their_tracks_and_are_counted(
     tracked_persons = {(int(f), person[int(t)]) for f, t in zip(tracked.frame, tracked.track_id)}
     assert all((f, person[t]) in in_output for f, t, *_ in added)  # a backfilled box, or the person's own
     assert any((f, person[t]) not in tracked_persons for f, t, *_ in added)  # frames the person gains
+    plan = json.loads((out / "merge_plan.json").read_text())["assignment"]  # it names the boxes drawn
+    assert all(entry["first_frame"] <= first.get(entry["track_id"], entry["first_frame"]) for entry in plan)
+    assert any(entry["first_frame"] < first.get(entry["track_id"], entry["first_frame"]) for entry in plan)
     again = tmp_path / "again"
     shutil.copytree(out, again)
     assert reid_merge("apply", again, "--no-video").returncode == 0

@@ -36,6 +36,7 @@ import numpy.typing as npt
 from reid_merge.app.config import setting_names
 from reid_merge.app.run_folder import MERGE_CACHE
 from reid_merge.core.assignment import person_ids_by_first_appearance
+from reid_merge.core.backfill import add_backfilled
 from reid_merge.core.tracks import TrackSet, cooccurrence
 from reid_merge.errors import InputError, UsageError, excerpt
 from reid_merge.io.tracks_io import is_json_integer, is_json_number
@@ -351,8 +352,9 @@ def plan_document(
 ) -> dict[str, Any]:
     """The JSON of ``merge_plan.json``."""
     assignment = []
+    shown = add_backfilled(cache.tracks, mapping, cache.backfilled)  # the boxes annotated.mp4 draws
     for track_id in cache.track_ids.tolist():
-        frames = cache.tracks.frame[cache.tracks.track_id == track_id]
+        frames = shown.frame[shown.track_id == track_id]
         assignment.append(
             {
                 "track_id": track_id,

@@ -31,6 +31,7 @@ from reid_merge.app.run_folder import (
     TRACKS_TXT,
     RunDocument,
 )
+from reid_merge.core.backfill import add_backfilled
 from reid_merge.core.tracks import TrackSet
 from reid_merge.io.annotate import write_annotated_video
 from reid_merge.io.atomic import StagedFiles
@@ -148,6 +149,7 @@ def report_data(
 ) -> ReportData:
     """What the report shows, from the cache, the assignment and the tracks.json document."""
     ids = cache.track_ids
+    shown = add_backfilled(cache.tracks, mapping, cache.backfilled)  # the boxes annotated.mp4 draws
     per_track_crops: dict[int, list[tuple[int, bytes]]] = {int(t): [] for t in ids}
     for order in np.argsort(cache.crop_frame, kind="stable"):
         per_track_crops[int(cache.crop_track[order])].append((int(cache.crop_frame[order]), cache.thumbnails[order]))
@@ -200,7 +202,7 @@ def report_data(
         title=Path(str(video.get("path", "run"))).name,
         track_ids=ids,
         person_ids=np.array([mapping[int(t)] for t in ids], dtype=np.int64),
-        track_frames=[np.sort(cache.tracks.frame[cache.tracks.track_id == t]) for t in ids],
+        track_frames=[np.sort(shown.frame[shown.track_id == t]) for t in ids],
         thumbnails=[per_track_crops[int(t)] for t in ids],
         similarity=cache.similarity,
         cannot_link=cache.cannot_link,

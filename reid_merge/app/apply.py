@@ -109,8 +109,7 @@ def apply_plan(
             raw_scores = (document.evaluation or {}).get("raw") if ground_truth is None else None
             if raw_scores is None:
                 raw_path = run_dir / RAW_TRACKS_TXT
-                raw = read_mot(raw_path) if raw_path.is_file() else cache.tracks
-                raw_scores = evaluate(raw, gt).to_dict()
+                raw_scores = evaluate(read_mot(raw_path) if raw_path.is_file() else cache.tracks, gt).to_dict()
             scores = {"raw": raw_scores, "merged": evaluate(as_written(merged), gt).to_dict()}  # as tracks.txt has it
     elif document.evaluation is not None:
         note("the run's scores described its previous assignment and are left out (--gt scores this one)")

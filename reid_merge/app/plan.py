@@ -36,7 +36,6 @@ import numpy.typing as npt
 from reid_merge.app.config import setting_names
 from reid_merge.app.run_folder import MERGE_CACHE
 from reid_merge.core.assignment import person_ids_by_first_appearance
-from reid_merge.core.backfill import add_backfilled
 from reid_merge.core.tracks import TrackSet, cooccurrence
 from reid_merge.errors import InputError, UsageError, excerpt
 from reid_merge.io.tracks_io import is_json_integer, is_json_number
@@ -344,15 +343,16 @@ def _ids(values: Sequence[int]) -> str:
 
 def plan_document(
     cache: MergeCache,
+    shown: TrackSet,
     mapping: Mapping[int, int],
     video: str,
     corrections: Sequence[dict[str, Any]],
     run_timings: Mapping[str, float],
     decision: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The JSON of ``merge_plan.json``."""
+    """The JSON of ``merge_plan.json``; each track's first and last frame from `shown`, the boxes
+    annotated.mp4 draws (its backfilled ones included)."""
     assignment = []
-    shown = add_backfilled(cache.tracks, mapping, cache.backfilled)  # the boxes annotated.mp4 draws
     for track_id in cache.track_ids.tolist():
         frames = shown.frame[shown.track_id == track_id]
         assignment.append(

@@ -31,7 +31,6 @@ from reid_merge.app.run_folder import (
     TRACKS_TXT,
     RunDocument,
 )
-from reid_merge.core.backfill import add_backfilled
 from reid_merge.core.tracks import TrackSet
 from reid_merge.io.annotate import write_annotated_video
 from reid_merge.io.atomic import StagedFiles
@@ -83,7 +82,8 @@ def write_run_folder(
         folder: the run folder.
         document: tracks.json; its frame count is raised to the frames the video held, if more.
         tracks: the detections under the track IDs of `mapping` (after impure-track splits), the
-            backfilled boxes the persons took among them; drawn on the video.
+            backfilled boxes the persons took among them: what the video draws, and the frames the
+            plan and the report give each track.
         mapping: track ID → person ID.
         persons: the merged tracks, gaps filled, written to tracks.txt.
         filled: `(n,)` True for the boxes of `persons` that gap filling added.
@@ -130,10 +130,10 @@ def write_run_folder(
         else:
             run_timings = previous_plan.get("run_timings", {})
             video_path, decision = previous_plan["video"], previous_plan.get("decision", {})
-        plan = plan_document(cache, mapping, video_path, corrections, run_timings, decision)
+        plan = plan_document(cache, tracks, mapping, video_path, corrections, run_timings, decision)
         outputs[MERGE_PLAN] = folder / MERGE_PLAN
         staged.path(outputs[MERGE_PLAN]).write_text(dump_plan(plan), encoding="utf-8")
-        data = report_data(cache, mapping, document, run_timings, corrections, folder)
+        data = report_data(cache, tracks, mapping, document, run_timings, corrections, folder)
         outputs[REPORT_HTML] = folder / REPORT_HTML
         staged.path(outputs[REPORT_HTML]).write_text(render_report(data), encoding="utf-8")
     return document, outputs
@@ -141,15 +141,16 @@ def write_run_folder(
 
 def report_data(
     cache: MergeCache,
+    shown: TrackSet,
     mapping: Mapping[int, int],
     document: RunDocument,
     run_timings: Mapping[str, float],
     corrections: Sequence[dict[str, Any]],
     run_dir: Path,
 ) -> ReportData:
-    """What the report shows, from the cache, the assignment and the tracks.json document."""
+    """What the report shows, from the cache, the assignment and the tracks.json document; the
+    tracks' timelines from `shown`, the boxes annotated.mp4 draws."""
     ids = cache.track_ids
-    shown = add_backfilled(cache.tracks, mapping, cache.backfilled)  # the boxes annotated.mp4 draws
     per_track_crops: dict[int, list[tuple[int, bytes]]] = {int(t): [] for t in ids}
     for order in np.argsort(cache.crop_frame, kind="stable"):
         per_track_crops[int(cache.crop_track[order])].append((int(cache.crop_frame[order]), cache.thumbnails[order]))

@@ -94,7 +94,7 @@ def add_backfilled(tracks: TrackSet, person_of: Mapping[int, int], backfilled: T
     """
     if len(backfilled) == 0:
         return tracks
-    both = TrackSet.concat([tracks.relabel(person_of), backfilled.relabel(person_of)])
+    both = TrackSet.concat([tracks, backfilled])
     keep = np.ones(len(both), dtype=bool)
-    keep[both.duplicate_rows()] = False  # the first of a (frame, person) stays: the tracked box
-    return TrackSet.concat([tracks, backfilled])[keep].sorted()
+    keep[both.relabel(person_of).duplicate_rows()] = False  # the first of a (frame, person) stays: the tracked box
+    return both[keep].sorted()

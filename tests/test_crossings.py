@@ -10,8 +10,9 @@ from tests.builders import crossing_scene, tracks_from_rows
 
 FPS = 25.0
 #: One person's hand-over over one frame strays at most a tenth of a box height, changes size
-#: by at most 5% and speed by at most half a box height per second.
-ONE_FRAME = HandoverModel(Envelope(0.1, 0.0), Envelope(0.05, 0.0), 100, Envelope(0.5, 0.0))
+#: by at most 5%, speed by at most half a box height per second, and width for the height by at
+#: most 10%.
+ONE_FRAME = HandoverModel(Envelope(0.1, 0.0), Envelope(0.05, 0.0), 100, Envelope(0.5, 0.0), Envelope(0.1, 0.0))
 ODDS_39 = float(np.log(39.0))
 
 
@@ -58,3 +59,24 @@ def test_both_tracks_are_cut_and_a_later_crossing_cuts_the_part_the_earlier_one_
     ]
     cut, _ = apply_splits(tracks, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), splits)
     assert cut.track_id[tracks.track_id == 1][[0, 9, 24]].tolist() == [1, 4, 6]
+
+
+def _shaped(tracks: TrackSet, broad: np.ndarray) -> TrackSet:
+    """The same centres and heights, boxes `broad` twice as wide for their height as the rest."""
+    centre, height = (tracks.xyxy[:, 0] + tracks.xyxy[:, 2]) / 2.0, tracks.xyxy[:, 3] - tracks.xyxy[:, 1]
+    half = np.where(broad, 0.35, 0.175) * height
+    xyxy = np.column_stack([centre - half, tracks.xyxy[:, 1], centre + half, tracks.xyxy[:, 3]])
+    return TrackSet(tracks.frame, tracks.track_id, xyxy, tracks.score)
+
+
+def test_boxes_that_keep_their_shape_where_their_paths_jump_were_not_swapped() -> None:
+    """A swap hands each person's shape on with the person; where each track keeps its own
+    (a box around two people beside a narrow one, both jumping: KITTI-17), crosswise would make
+    each person change shape at once, and nothing is cut."""
+    tracks = _jittered(crossing_scene(swap=True)[0], 0)
+    later = tracks.frame >= 31
+    person = np.where(later & np.isin(tracks.track_id, (1, 2)), 3 - tracks.track_id, tracks.track_id)
+    shape_with_the_person = crossings(_shaped(tracks, person == 1), FPS, ONE_FRAME, ODDS_39)
+    shape_with_the_track = crossings(_shaped(tracks, tracks.track_id == 1), FPS, ONE_FRAME, ODDS_39)
+    assert [(c.first, c.second, c.frame) for c in shape_with_the_person] == [(1, 2, 31)]
+    assert shape_with_the_track == []

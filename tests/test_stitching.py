@@ -45,6 +45,16 @@ def test_the_bounds_are_learnt_from_the_video_not_fixed() -> None:
     assert steady.position.at(1.0) < FALLBACK_MODEL.position.at(1.0)
 
 
+def test_how_much_boxes_change_shape_is_learnt_too() -> None:
+    walkers = _walkers(0.5)
+    wobble = np.random.default_rng(1).normal(0.0, 4.0, len(walkers))  # arms and legs swinging
+    swinging = walkers.xyxy + np.column_stack([-wobble, np.zeros_like(wobble), wobble, np.zeros_like(wobble)])
+    waving = TrackSet(walkers.frame, walkers.track_id, swinging, walkers.score)
+    steady, swinging_model = handover_model(walkers, 25.0, 3.0), handover_model(waving, 25.0, 3.0)
+    assert steady.aspect.at(0.5) < swinging_model.aspect.at(0.5)
+    assert steady.position.at(0.5) == pytest.approx(swinging_model.position.at(0.5))  # centres the same
+
+
 def test_too_few_long_tracks_fall_back_to_the_default_bounds() -> None:
     short = tracks_from_rows(walking_track(1, range(1, 8)) + walking_track(2, range(20, 26)))
     assert handover_model(short, 25.0, 3.0) == FALLBACK_MODEL

@@ -6,13 +6,15 @@ both sides have crops enough (`impurity`), and on the dev sequences a third to a
 synthetic swaps do not. Motion can judge every one: cut both tracks there, and the four parts
 can be linked back as they were or crosswise, the earlier part of each continuing as the later
 part of the other. Each linking is scored as a stitch is (`stitching`: one walk both ends agree
-on, the position and size a hand-over lands at), and by how much its walk changes speed or
-direction, under bounds learnt from cuts of the video's own tracks where no frame was lost
-(how one person carries on where nothing went wrong). Where crosswise is likelier than as
-they were by the odds asked of a stitch that motion alone carries, for each of the two tracks,
-and each track's own continuation lies beyond those bounds, both tracks are cut. The parts then
-go through the merge like any other fragment, and the stitch joins them crosswise. Nothing is
-a fixed tolerance: the bounds are this video's.
+on, the position and size a hand-over lands at), by how much its walk changes speed or
+direction, and by how much its boxes change shape (width for their height: a person swapped
+onto another track takes their breadth along, while a box around two people keeps its own
+where it jumps, KITTI-17), under bounds learnt from cuts of the video's own tracks where no
+frame was lost (how one person carries on where nothing went wrong). Where crosswise is
+likelier than as they were by the odds asked of a stitch that motion alone carries, for each
+of the two tracks, and each track's own continuation lies beyond those bounds, both tracks are
+cut. The parts then go through the merge like any other fragment, and the stitch joins them
+crosswise. Nothing is a fixed tolerance: the bounds are this video's.
 
 Where two people walk together, both linkings fit about as well and nothing is cut; where two
 cross at one point, either linking lands in place but only one keeps each walk's direction
@@ -34,7 +36,7 @@ import numpy.typing as npt
 
 from reid_merge.core.encounters import close_pairs, jump_frame
 from reid_merge.core.impurity import Split
-from reid_merge.core.motion import size_change, track_ends, velocity_change
+from reid_merge.core.motion import aspect_change, size_change, track_ends, velocity_change
 from reid_merge.core.stitching import HandoverModel, one_person_log_density, stitch_error, within_bounds
 from reid_merge.core.tracks import TrackSet
 
@@ -144,7 +146,7 @@ def _log_odds(
         earlier, later = np.array([0, 2, 0, 2]), np.array([1, 3, 3, 1])  # as they were, then crosswise
         error, gap = (values[earlier, later] for values in stitch_error(four, fps))
         size, turn = size_change(four, earlier, later), velocity_change(four, earlier, later, fps)
-        log_same = one_person_log_density(error, size, gap, model, turn)
+        log_same = one_person_log_density(error, size, gap, model, turn, aspect_change(four, earlier, later))
         # Each track left its own walk: one jittery box does not do that to both.
         if not within_bounds(error, size, gap, model, turn)[:2].any():
             odds[candidate] = log_same[2:].sum() - log_same[:2].sum()

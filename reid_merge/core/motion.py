@@ -40,6 +40,9 @@ class TrackEnds:
         start_line_xy, end_line_xy: `(N, 2)` the first and last centre read off the line the
             velocity near that end was fitted on: where the walk puts it, without the jitter
             of one box.
+        start_aspect, end_aspect: `(N,)` median width over height near each end: what a growth
+            in size leaves alone, and what a box around two people, or a swap onto somebody
+            broader, changes.
     """
 
     first_frame: npt.NDArray[np.int64]
@@ -56,6 +59,8 @@ class TrackEnds:
     fitted_boxes: npt.NDArray[np.int64]
     start_line_xy: FloatArray
     end_line_xy: FloatArray
+    start_aspect: FloatArray
+    end_aspect: FloatArray
 
     def subset(self, index: npt.ArrayLike) -> TrackEnds:
         """The ends of the tracks at `index`, in that order."""
@@ -77,9 +82,11 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
     height, start_height, end_height = np.ones(n), np.ones(n), np.ones(n)
     start_growth, end_growth = np.zeros(n), np.zeros(n)
     start_line_xy, end_line_xy = np.zeros((n, 2)), np.zeros((n, 2))
+    start_aspect, end_aspect = np.ones(n), np.ones(n)
     centres = (tracks.xyxy[:, :2] + tracks.xyxy[:, 2:]) / 2.0
     heights = tracks.xyxy[:, 3] - tracks.xyxy[:, 1]
     log_heights = np.log(np.maximum(heights, 1.0))[:, None]
+    aspects = np.maximum(tracks.xyxy[:, 2] - tracks.xyxy[:, 0], 1.0) / np.maximum(heights, 1.0)
     order = np.lexsort((tracks.frame, tracks.track_id))
     sorted_ids = tracks.track_id[order]
     bounds = np.searchsorted(sorted_ids, track_ids), np.searchsorted(sorted_ids, track_ids, side="right")
@@ -97,6 +104,8 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
         end_height[k] = max(float(np.median(heights[rows[-window:]])), 1.0)
         start_growth[k] = _velocity(frames[:window], log_heights[rows[:window]])[0]
         end_growth[k] = _velocity(frames[-window:], log_heights[rows[-window:]])[0]
+        start_aspect[k] = float(np.median(aspects[rows[:window]]))
+        end_aspect[k] = float(np.median(aspects[rows[-window:]]))
     return TrackEnds(
         first,
         last,
@@ -112,6 +121,8 @@ def track_ends(tracks: TrackSet, track_ids: npt.NDArray[np.int64], window: int =
         np.minimum(bounds[1] - bounds[0], window).astype(np.int64),
         start_line_xy,
         end_line_xy,
+        start_aspect,
+        end_aspect,
     )
 
 
@@ -215,6 +226,13 @@ def size_change(ends: TrackEnds, earlier: npt.ArrayLike, later: npt.ArrayLike) -
     return np.take_along_axis(options, np.abs(options).argmin(axis=0)[None], axis=0)[0]
 
 
+def aspect_change(ends: TrackEnds, earlier: npt.ArrayLike, later: npt.ArrayLike) -> FloatArray:
+    """``|log|`` of how much broader for its height track `later` starts than track `earlier`
+    ends. Arguments as `size_change`."""
+    i, j = np.asarray(earlier), np.asarray(later)
+    return np.asarray(np.abs(np.log(ends.start_aspect[j] / ends.end_aspect[i])), dtype=np.float64)
+
+
 def velocity_change(ends: TrackEnds, earlier: npt.ArrayLike, later: npt.ArrayLike, fps: float) -> FloatArray:
     """How much track `later` starts walking otherwise than track `earlier` ended: the length of
     the difference of their velocities, in box heights (the two tracks' mean) per second; 0
@@ -238,7 +256,7 @@ def reachable(
     >>> starts, ends = np.array([[0., 0], [62, 0], [600, 0]]), np.array([[38., 0], [100, 0], [640, 0]])
     >>> e = TrackEnds(np.array([1, 30, 30]), np.array([20, 50, 50]), starts, ends,
     ...     np.full((3, 2), [2., 0]), np.full((3, 2), [2., 0]), *np.full((3, 3), 100.), *np.zeros((2, 3)),
-    ...     np.full(3, 10), starts, ends)
+    ...     np.full(3, 10), starts, ends, np.full(3, 0.4), np.full(3, 0.4))
     >>> reachable(*handover(e, fps=25)).astype(int).tolist()
     [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
     """

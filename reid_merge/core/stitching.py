@@ -29,7 +29,7 @@ from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import bellman_ford, connected_components, dijkstra
 
-from reid_merge.core.motion import TrackEnds, handover, size_change, track_ends, velocity_change
+from reid_merge.core.motion import TrackEnds, aspect_change, handover, size_change, track_ends, velocity_change
 from reid_merge.core.tracks import TrackSet
 
 FloatArray = npt.NDArray[np.float64]
@@ -60,12 +60,15 @@ class HandoverModel:
         samples: how many cuts of the video's own tracks it was fitted on (0: the fallback).
         velocity: the change of velocity (`motion.velocity_change`), in box heights per second:
             what tells two people who cross apart where they stand in one place (`crossings`).
+        aspect: the change of width over height (`motion.aspect_change`), as a ``|log|``:
+            what tells a box around two people from one around either (`crossings`).
     """
 
     position: Envelope
     size: Envelope
     samples: int
     velocity: Envelope = Envelope(1.0, 0.0)
+    aspect: Envelope = Envelope(0.3, 0.0)
 
     def to_dict(self) -> dict[str, float | int]:
         return {
@@ -75,6 +78,8 @@ class HandoverModel:
             "size_log_per_second": self.size.rate,
             "velocity_slack_heights_per_second": self.velocity.slack,
             "velocity_heights_per_second_per_second": self.velocity.rate,
+            "aspect_slack_log": self.aspect.slack,
+            "aspect_log_per_second": self.aspect.rate,
             "samples": self.samples,
         }
 
@@ -132,12 +137,14 @@ def handover_model(
     errors = np.array([stitch_error(ends.subset([a, b]), fps)[0][0, 1] for a, b in zip(earlier, later)])
     size = np.abs(size_change(ends, earlier, later))
     turn = velocity_change(ends, earlier, later, fps)
+    aspect = aspect_change(ends, earlier, later)
     seconds = (ends.first_frame[later] - ends.last_frame[earlier]) / fps
     return HandoverModel(
         _quantile_line(errors, seconds, quantile),
         _quantile_line(size, seconds, quantile),
         len(parts),
         _quantile_line(turn, seconds, quantile),
+        _quantile_line(aspect, seconds, quantile),
     )
 
 
@@ -499,13 +506,22 @@ def handover_log_likelihood_ratio(
 
 
 def one_person_log_density(
-    error: FloatArray, size: FloatArray, gap_seconds: FloatArray, model: HandoverModel, turn: FloatArray | None = None
+    error: FloatArray,
+    size: FloatArray,
+    gap_seconds: FloatArray,
+    model: HandoverModel,
+    turn: FloatArray | None = None,
+    aspect: FloatArray | None = None,
 ) -> FloatArray:
     """Log density of a hand-over (position error, in box heights; size change; and, given, the
-    change of velocity) under "one person": normals whose 95% radii are the video's bounds at
-    that gap, with no wall."""
+    change of velocity and of width over height) under "one person": normals whose 95% radii
+    are the video's bounds at that gap, with no wall."""
     log_same = _log_normal(error, model.position.at(gap_seconds), 2) + _log_normal(size, model.size.at(gap_seconds), 1)
-    return log_same if turn is None else log_same + _log_normal(turn, model.velocity.at(gap_seconds), 2)
+    if turn is not None:
+        log_same = log_same + _log_normal(turn, model.velocity.at(gap_seconds), 2)
+    if aspect is not None:
+        log_same = log_same + _log_normal(aspect, model.aspect.at(gap_seconds), 1)
+    return log_same
 
 
 def within_bounds(

@@ -53,6 +53,11 @@ def test_how_much_boxes_change_shape_is_learnt_too() -> None:
     steady, swinging_model = handover_model(walkers, 25.0, 3.0), handover_model(waving, 25.0, 3.0)
     assert steady.aspect.at(0.5) < swinging_model.aspect.at(0.5)
     assert steady.position.at(0.5) == pytest.approx(swinging_model.position.at(0.5))  # centres the same
+    recorded = steady.to_dict()  # as tracks.json records the bounds that judged crossings
+    assert (recorded["aspect_slack_log"], recorded["aspect_log_per_second"]) == (
+        steady.aspect.slack,
+        steady.aspect.rate,
+    )
 
 
 def test_too_few_long_tracks_fall_back_to_the_default_bounds() -> None:

@@ -48,11 +48,11 @@ def test_the_bounds_are_learnt_from_the_video_not_fixed() -> None:
 def test_how_much_boxes_change_shape_is_learnt_too() -> None:
     walkers = _walkers(0.5)
     wobble = np.random.default_rng(1).normal(0.0, 4.0, len(walkers))  # arms and legs swinging
-    swinging = walkers.xyxy + np.column_stack([-wobble, np.zeros_like(wobble), wobble, np.zeros_like(wobble)])
-    waving = TrackSet(walkers.frame, walkers.track_id, swinging, walkers.score)
-    steady, swinging_model = handover_model(walkers, 25.0, 3.0), handover_model(waving, 25.0, 3.0)
-    assert steady.aspect.at(0.5) < swinging_model.aspect.at(0.5)
-    assert steady.position.at(0.5) == pytest.approx(swinging_model.position.at(0.5))  # centres the same
+    wider = walkers.xyxy + np.column_stack([-wobble, np.zeros_like(wobble), wobble, np.zeros_like(wobble)])
+    swinging = TrackSet(walkers.frame, walkers.track_id, wider, walkers.score)
+    steady, swung = handover_model(walkers, 25.0, 3.0), handover_model(swinging, 25.0, 3.0)
+    assert steady.aspect.at(0.5) < swung.aspect.at(0.5)
+    assert steady.position.at(0.5) == pytest.approx(swung.position.at(0.5))  # centres the same
     recorded = steady.to_dict()  # as tracks.json records the bounds that judged crossings
     assert (recorded["aspect_slack_log"], recorded["aspect_log_per_second"]) == (
         steady.aspect.slack,

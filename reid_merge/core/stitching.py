@@ -88,7 +88,8 @@ class HandoverModel:
 MIN_PART = 5
 
 #: Used when a video has too few long tracks to learn from: the motion gate's bound, a size
-#: change of at most 30% (+ 30% per second), and a velocity change of a box height per second.
+#: change of at most 30% (+ 30% per second), a velocity change of a box height per second and a
+#: change of width for the height of at most 35% (the last two `HandoverModel`'s defaults).
 FALLBACK_MODEL = HandoverModel(Envelope(0.5, 1.0), Envelope(0.25, 0.25), 0)
 
 

@@ -7,9 +7,11 @@ write by hand: `YOLO(weights).track(source=video, stream=True)` over every frame
 else. `run` also samples crops, embeds them, merges, and writes the annotated video and
 the track files; its per-stage times show where the extra goes.
 
-    python bench/overhead.py [VIDEO ...] [--repeats 2] [--device cpu]
+    python bench/overhead.py [VIDEO ...] [--repeats 2] [--device cpu] [--size 1920x1080]
+                             [--reid-model auto] [--reid-weights FILE]
 
-Without videos it uses the two shared sequences and their concatenation.
+Without videos it uses the two shared sequences and their concatenation. `--size` first
+re-encodes each video at that size (frames/s at 1080p from any clip).
 """
 
 from __future__ import annotations
@@ -49,11 +51,13 @@ def plain_tracking(video: Path, models, config: Config, device: str) -> int:  # 
     return frames
 
 
-def concatenate(videos: list[Path], path: Path) -> Path:
-    """One H.264 file of all `videos` in a row, at the first one's size and frame rate."""
+def concatenate(videos: list[Path], path: Path, size: tuple[int, int] | None = None) -> Path:
+    """One H.264 file of all `videos` in a row, at `size` (else the first one's) and its frame rate."""
     with av.open(str(videos[0])) as first:
         stream = first.streams.video[0]
         width, height, rate = stream.codec_context.width, stream.codec_context.height, stream.average_rate
+    if size is not None:
+        width, height = size
     with av.open(str(path), "w") as out:
         encoder = out.add_stream("libx264", rate=Fraction(rate))
         encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
@@ -72,9 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("videos", nargs="*", type=Path)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", default=None, help="re-encode each video at WIDTHxHEIGHT first")
+    parser.add_argument("--reid-model", default="auto")
+    parser.add_argument("--reid-weights", default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("YOLO_VERBOSE", "False")
-    config = Config(device=args.device)
+    config = Config(device=args.device, reid_model=args.reid_model, reid_weights=args.reid_weights)
     models = load_models(config)
     device = models.reid_info.device
     workdir = Path(tempfile.mkdtemp(prefix="reid-merge-overhead-"))
@@ -84,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if not args.videos:
         videos.append(concatenate(videos, workdir / "campus+stadtmitte.mp4"))
+    if args.size:
+        size = tuple(int(n) for n in args.size.lower().split("x"))
+        videos = [concatenate([v], workdir / f"{v.stem}-{args.size}.mp4", (size[0], size[1])) for v in videos]
     print(f"detector {models.detector_info.name}, re-identification {models.reid_info.name}, device {device}")
     print(
         "| video | frames | plain tracking (s) | reid-merge run (s) | ratio "

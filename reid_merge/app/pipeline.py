@@ -195,10 +195,12 @@ def _start(
     Nothing is created or written here (only temporaries that killed runs left in the output
     folder are deleted): a run that fails before its outputs are written leaves no trace.
     """
-    from reid_merge.eval.scores import read_ground_truth  # TrackEval: only when scoring
-
     info = probe_video(video)
-    gt = read_ground_truth(ground_truth) if ground_truth is not None else None
+    gt = None
+    if ground_truth is not None:
+        from reid_merge.eval.scores import read_ground_truth  # TrackEval: only when scoring
+
+        gt = read_ground_truth(ground_truth)
     inputs = [Path(info.path), *(p for p in (tracks_path, ground_truth) if p is not None)]
     check_output_dir(out_dir, info, inputs, writes)
     from reid_merge.models.embedding import resolve_device  # imports torch: after the quicker checks

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import av
@@ -75,6 +77,15 @@ def test_report_has_every_section_and_one_gallery_per_person() -> None:
     for label in ("IDF1", "75.0%", "detect + track", "30.00 s", "--merge 3,6"):
         assert label in page
     assert "&lt;angle brackets&gt; &amp; ampersands" in page and "<b>model</b>" not in page  # text is escaped
+
+
+def test_report_of_tracks_that_all_share_frames_draws_without_warnings() -> None:
+    data = synthetic_report([1, 2, 3])
+    data = dataclasses.replace(data, cannot_link=~np.eye(3, dtype=bool), threshold=-1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns of a legend with nothing in it
+        page = render_report(data)
+    assert "similarity histogram" in page
 
 
 def test_report_is_self_contained_and_every_image_decodes() -> None:

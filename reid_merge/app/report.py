@@ -456,7 +456,10 @@ def _histogram_figure(
         ax.axvline(1.0 - threshold, color="#d62828", linestyle="--", label=label)
     ax.set_xlabel("similarity (1 - distance)")
     ax.set_ylabel("share of the group's pairs")
-    ax.legend(fontsize=8, loc="upper left")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper left")
+    else:  # every pair of tracks shares a frame, or none has crops: nothing to compare
+        ax.text(0.5, 0.5, "no pair of tracks that could be one person", ha="center", transform=ax.transAxes)
     return fig
 
 

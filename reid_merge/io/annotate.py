@@ -151,6 +151,9 @@ def _open_stream(container: av.container.OutputContainer, width: int, height: in
     stream.height = height + height % 2
     stream.pix_fmt = "yuv420p"
     stream.options = {"crf": "23", "preset": "veryfast"}
+    # Frame threads as well as slices (PyAV's default is slices alone): x264 then keeps every
+    # core busy (bench/video_encoding.py).
+    stream.codec_context.thread_type = "AUTO"
     return stream
 
 

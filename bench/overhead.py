@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.videos:
         videos.append(concatenate(videos, workdir / "campus+stadtmitte.mp4"))
     if args.size:
-        size = tuple(int(n) for n in args.size.lower().split("x"))
-        videos = [concatenate([v], workdir / f"{v.stem}-{args.size}.mp4", (size[0], size[1])) for v in videos]
+        width, height = (int(n) for n in args.size.lower().split("x"))
+        videos = [concatenate([v], workdir / f"{v.stem}-{args.size}.mp4", (width, height)) for v in videos]
     print(f"detector {models.detector_info.name}, re-identification {models.reid_info.name}, device {device}")
     print(
         "| video | frames | plain tracking (s) | reid-merge run (s) | ratio "

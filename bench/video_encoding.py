@@ -10,6 +10,7 @@ encoder sees the size being asked about; no boxes, so drawing costs nothing.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -46,12 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     width, height = (int(n) for n in args.size.lower().split("x"))
-    frames = []
-    while len(frames) < args.frames:  # a short clip is looped
-        for _, image in read_frames(probe_video(args.video)):
-            frames.append(cv2.resize(image, (width, height)))
-            if len(frames) == args.frames:
-                break
+    first = itertools.islice(read_frames(probe_video(args.video)), args.frames)
+    clip = [cv2.resize(image, (width, height)) for _, image in first]
+    if not clip:
+        parser.error(f"{args.video}: no frames to encode")
+    frames = [clip[i % len(clip)] for i in range(args.frames)]  # a short clip is looped
     variants = {"slices (PyAV's default)": with_threading("SLICE"), "slices and frames": with_threading("AUTO")}
     best = dict.fromkeys(variants, float("inf"))
     workdir = Path(tempfile.mkdtemp(prefix="reid-merge-encoding-"))

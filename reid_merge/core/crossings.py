@@ -24,7 +24,10 @@ distance between them, far beyond how one person carries on. On real trackers' t
 or two off its path (a low-confidence detection, somebody half hidden) breaks one track's
 continuation, not both at once as a swap does; and as two tracks are cut, each is asked the
 odds of one link (at those of one link for the pair, a track that had not switched was cut
-with one that had: docs/quality.md).
+with one that had: docs/quality.md). Two tracks that box one person twice (the detector's box
+round the whole person and one round part of them, both tracked) can trade boxes where their
+sizes cross; whichever holds which box, each holds that person, so where their boxes overlap
+at IoU 0.5 or more in every frame they share on both sides of the place, nothing is cut.
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from reid_merge.core.backfill import MATCH_IOU
 from reid_merge.core.encounters import close_pairs, jump_frame
 from reid_merge.core.impurity import Split
 from reid_merge.core.motion import aspect_change, size_change, track_ends, velocity_change
 from reid_merge.core.stitching import HandoverModel, one_person_log_density, stitch_error, within_bounds
-from reid_merge.core.tracks import TrackSet
+from reid_merge.core.tracks import TrackSet, box_iou
 
 IntArray = npt.NDArray[np.int64]
 
@@ -118,8 +122,9 @@ def _log_odds(
     by_track: dict[int, TrackSet], candidates: list[tuple[int, int, int]], fps: float, model: HandoverModel
 ) -> npt.NDArray[np.float64]:
     """Log likelihood of crosswise minus as they were, per candidate; -inf where a part has fewer
-    than MIN_BOXES boxes within WINDOW frames of the place, or where either track's own
-    continuation lies inside the bounds (position, size and velocity)."""
+    than MIN_BOXES boxes within WINDOW frames of the place, where the two tracks box one person
+    there, or where either track's own continuation lies inside the bounds (position, size and
+    velocity)."""
     pieces: list[TrackSet] = []
     usable = np.zeros(len(candidates), dtype=bool)
     for k, (x, y, t) in enumerate(candidates):
@@ -131,7 +136,7 @@ def _log_odds(
                 np.flatnonzero((track.frame >= t) & (track.frame < t + WINDOW)),
             )
         ]
-        if min(len(part) for part in parts) < MIN_BOXES:
+        if min(len(part) for part in parts) < MIN_BOXES or _one_person_boxed_twice(parts):
             continue
         usable[k] = True
         for part in parts:  # x before, x after, y before, y after: labelled by position, as `ends` orders them
@@ -151,3 +156,18 @@ def _log_odds(
         if not within_bounds(error, size, gap, model, turn)[:2].any():
             odds[candidate] = log_same[2:].sum() - log_same[:2].sum()
     return odds
+
+
+def _one_person_boxed_twice(parts: list[TrackSet]) -> bool:
+    """Whether the two tracks box one person on both sides of the place (`parts`: each track's
+    boxes before and from it, as `_log_odds` orders them): in every frame they share there,
+    their boxes overlap at MATCH_IOU or more (the overlap at which ByteTrack carries a track over
+    its low-scoring boxes: one person). Two such boxes trading tracks changes
+    nobody's identity (KITTI-17 tracked with new tracks from a score of 0.5: a box round the
+    whole person and one round the upper body, their heights crossing, both tracks cut and
+    never joined again: docs/quality.md)."""
+    for mine, other in ((parts[0], parts[2]), (parts[1], parts[3])):
+        shared, at_mine, at_other = np.intersect1d(mine.frame, other.frame, return_indices=True)
+        if len(shared) == 0 or (np.diag(box_iou(mine.xyxy[at_mine], other.xyxy[at_other])) < MATCH_IOU).any():
+            return False
+    return True

@@ -16,7 +16,8 @@ the per-frame detections are cached. On those same detections:
 - the best any merge of BoxMOT ByteTrack's tracks could do (``bench/quality.py``'s
   ``best_possible_labels``: each track given to the true identity it overlaps most);
 - for reference, our own pipeline: the raw tracks of our default tracker
-  (``bench/quality.py``'s cache) and our merge of them, with both embedders.
+  (``bench/quality.py``'s cache), GTA-Link on them and our merge of them, with both
+  embedders: the two merges on the same tracks.
 
 Every row is scored by ``reid_merge.eval.scores.evaluate`` (TrackEval) against gt/gt.txt. A
 second table per sequence holds BoxMOT ByteTrack's own swaps (``bench/quality.py``'s
@@ -309,6 +310,7 @@ def sequence_rows(
     add("BoxMOT StrongSORT (OSNet)", boxmot_tracks("strongsort", video, dets, boxmot_weights, cache))
     ours, *_ = tracked(video, base, cache)
     add("our tracker (ultralytics ByteTrack, raw)", ours)
+    add("our tracker + GTA-Link (OSNet)", gta_link(ours, video, boxmot_weights, cache))
     add(f"our tracker + {mobilenet}", our_tracker_merge(video, base, cache))
     add("our tracker + our merge (OSNet)", our_tracker_merge(video, osnet, cache))
     switches = tracker_switches(byte, gt.targets)

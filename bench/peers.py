@@ -35,6 +35,11 @@ named ``osnet_x0_25_msmt17.pt`` (made in the cache folder, never in the reposito
 
     nice -n 10 python bench/peers.py [--data ../shared/data] [--sequence TUD-Campus ...]
         [--weights ../shared/weights/osnet_x0_25_msmt17.pth] [--cache /tmp/reid-merge-bench]
+        [--img1]
+
+Each sequence is read from its mp4, or with ``--img1`` from its JPEG frames (``img1/``), the
+second input of ``bench/quality.py``: the same people, decoded otherwise, and on these short
+sequences enough to change which tracker settings look best (docs/quality.md).
 
 Tracker settings: BoxMOT's constructor defaults (``frame_rate=30`` included) for every tracker,
 and for ByteTrack also settings chosen leave-one-sequence-out (the best mean IDF1 over the
@@ -258,12 +263,17 @@ def _columns(tracks: TrackSet) -> tuple[np.ndarray, ...]:
     return tracks.frame, tracks.track_id, tracks.xyxy, tracks.score
 
 
-def bytetrack_leave_one_out(sequences: list[Path], weights: Path, cache: Path) -> dict[str, dict]:
+def source(sequence: Path, img1: bool) -> Path:
+    """What a sequence is read from: its mp4, or its folder (its JPEG frames, `img1/`)."""
+    return sequence if img1 else sequence / f"{sequence.name}.mp4"
+
+
+def bytetrack_leave_one_out(sequences: list[Path], weights: Path, cache: Path, img1: bool) -> dict[str, dict]:
     """For each sequence, the BoxMOT ByteTrack settings of best mean IDF1 over the other sequences."""
     grid = [dict(zip(BYTETRACK_GRID, values)) for values in itertools.product(*BYTETRACK_GRID.values())]
     idf1 = np.zeros((len(sequences), len(grid)))
     for i, sequence in enumerate(sequences):
-        video = sequence / f"{sequence.name}.mp4"
+        video = source(sequence, img1)
         gt = read_ground_truth(sequence / "gt" / "gt.txt")
         dets = detections(video, Config(), cache)
         for j, settings in enumerate(grid):
@@ -273,12 +283,12 @@ def bytetrack_leave_one_out(sequences: list[Path], weights: Path, cache: Path) -
 
 
 def sequence_rows(
-    sequence: Path, weights: Path, cache: Path, bytetrack_settings: dict
+    sequence: Path, weights: Path, cache: Path, bytetrack_settings: dict, img1: bool = False
 ) -> tuple[list[dict], list[dict]]:
     """Every method's scores on one sequence, in table order (`bytetrack_settings` chosen on the
     others); and BoxMOT ByteTrack's own swaps (`quality.tracker_switches`) against our cuts of its
     tracks, with each embedder."""
-    video = sequence / f"{sequence.name}.mp4"
+    video = source(sequence, img1)
     gt = read_ground_truth(sequence / "gt" / "gt.txt")
     base = Config()
     osnet = dataclasses.replace(base, reid_model="osnet_x0_25", reid_weights=str(weights))
@@ -338,19 +348,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, default=ROOT.parent / "shared" / "weights" / "osnet_x0_25_msmt17.pth")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/reid-merge-bench"))
     parser.add_argument("--sequence", action="append", default=[], help="only these sequences (repeatable)")
+    parser.add_argument("--img1", action="store_true", help="read each sequence's JPEG frames, not its mp4")
     args = parser.parse_args(argv)
     sequences = sorted(p for p in args.data.iterdir() if (p / "gt" / "gt.txt").is_file())
     weights = args.weights.resolve()
     # Chosen on every sequence but the one scored, so all of them are detected first.
-    chosen = bytetrack_leave_one_out(sequences, boxmot_copy(weights, args.cache), args.cache)
+    chosen = bytetrack_leave_one_out(sequences, boxmot_copy(weights, args.cache), args.cache, args.img1)
     for sequence in sequences:
         if args.sequence and sequence.name not in args.sequence:
             continue
         print(f"# {sequence.name}: BoxMOT ByteTrack settings chosen on the others: {chosen[sequence.name]}", flush=True)
-        rows, cuts = sequence_rows(sequence, weights, args.cache, chosen[sequence.name])
-        print(f"\n## {sequence.name}\n")
+        rows, cuts = sequence_rows(sequence, weights, args.cache, chosen[sequence.name], args.img1)
+        label = f"{sequence.name}/img1" if args.img1 else sequence.name
+        print(f"\n## {label}\n")
         print_table(rows)
-        print(f"\n### {sequence.name}: BoxMOT ByteTrack's own swaps against our cuts of its tracks\n")
+        print(f"\n### {label}: BoxMOT ByteTrack's own swaps against our cuts of its tracks\n")
         print_table(cuts)
         print(flush=True)
     return 0

@@ -66,6 +66,7 @@ from quality import (
     cached,
     print_table,
     score_row,
+    sequence_input,
     switch_row,
     tracked,
     tracker_switches,
@@ -263,17 +264,12 @@ def _columns(tracks: TrackSet) -> tuple[np.ndarray, ...]:
     return tracks.frame, tracks.track_id, tracks.xyxy, tracks.score
 
 
-def source(sequence: Path, img1: bool) -> Path:
-    """What a sequence is read from: its mp4, or its folder (its JPEG frames, `img1/`)."""
-    return sequence if img1 else sequence / f"{sequence.name}.mp4"
-
-
 def bytetrack_leave_one_out(sequences: list[Path], weights: Path, cache: Path, img1: bool) -> dict[str, dict]:
     """For each sequence, the BoxMOT ByteTrack settings of best mean IDF1 over the other sequences."""
     grid = [dict(zip(BYTETRACK_GRID, values)) for values in itertools.product(*BYTETRACK_GRID.values())]
     idf1 = np.zeros((len(sequences), len(grid)))
     for i, sequence in enumerate(sequences):
-        video = source(sequence, img1)
+        video, _ = sequence_input(sequence, img1)
         gt = read_ground_truth(sequence / "gt" / "gt.txt")
         dets = detections(video, Config(), cache)
         for j, settings in enumerate(grid):
@@ -288,7 +284,7 @@ def sequence_rows(
     """Every method's scores on one sequence, in table order (`bytetrack_settings` chosen on the
     others); and BoxMOT ByteTrack's own swaps (`quality.tracker_switches`) against our cuts of its
     tracks, with each embedder."""
-    video = source(sequence, img1)
+    video, _ = sequence_input(sequence, img1)
     gt = read_ground_truth(sequence / "gt" / "gt.txt")
     base = Config()
     osnet = dataclasses.replace(base, reid_model="osnet_x0_25", reid_weights=str(weights))

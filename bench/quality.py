@@ -536,8 +536,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
     rows = []
     for sequence in sequences:
         gt = read_ground_truth(sequence / "gt" / "gt.txt")
-        video = sequence / f"{sequence.name}.mp4"
-        for source, label in ((video, video.name), (sequence, f"{sequence.name}/img1")):
+        for source, label in (sequence_input(sequence, img1=False), sequence_input(sequence, img1=True)):
             if not source.exists() or (source == sequence and not args.img1):
                 continue
             raw, _, _, meta = tracked(source, base, args.cache)
@@ -620,6 +619,14 @@ def leave_one_sequence_out(end_to_end: list[dict], select: str) -> list[dict]:
             row[f"{metric} best"] = max(float(np.mean([r[metric] for r in test if r["scheme"] == n])) for n in names)
         result.append(row)
     return result
+
+
+def sequence_input(sequence: Path, img1: bool) -> tuple[Path, str]:
+    """What a sequence is read from, and its label: its mp4, or its folder (its JPEG frames, `img1/`)."""
+    if img1:
+        return sequence, f"{sequence.name}/img1"
+    video = sequence / f"{sequence.name}.mp4"
+    return video, video.name
 
 
 def _sequence(label: str) -> str:

@@ -7,6 +7,7 @@ from reid_merge.core.impurity import (
     apply_splits,
     find_impure_tracks,
     split_apart,
+    undo_unclaimed_cuts,
 )
 from tests.builders import crossing_scene, tracks_from_rows, walking_track
 
@@ -51,6 +52,36 @@ def test_apply_splits_relabels_detections_and_crops_in_order() -> None:
     assert split_crops.tolist() == [1, 3, 4, 2, 2]
     apart = split_apart(splits, split_tracks.track_ids)
     assert np.argwhere(np.triu(apart)).tolist() == [[0, 2], [2, 3]]  # ids 1|3 and 3|4
+
+
+def test_a_cut_only_the_looser_rate_makes_is_tentative_and_keeps_nothing_apart() -> None:
+    tracks, features, crop_track, crop_frame = crossing_scene(swap=True)
+    firm = find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=0.005, tentative_rate=0.2)
+    doubt = find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=1e-30, tentative_rate=0.005)
+    assert [(s.track_id, s.frame, s.tentative) for s in firm] == [(1, 31, False), (2, 31, False)]
+    assert [(s.track_id, s.frame, s.tentative) for s in doubt] == [(1, 31, True), (2, 31, True)]
+    assert find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate=1e-30) == []
+    ids = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    assert split_apart(firm, ids).sum() == 4 and not split_apart(doubt, ids).any()
+
+
+def test_an_unclaimed_tentative_cut_is_undone_in_order_where_no_frame_is_shared() -> None:
+    ids = np.array([1, 2, 3, 4, 5])
+    twice = [Split(1, 3, 10, 2.0, tentative=True), Split(3, 4, 20, 2.0, tentative=True)]
+    labels, undone = undo_unclaimed_cuts(twice, ids, np.array([0, 1, 2, 3, 4]), np.zeros((5, 5), dtype=bool))
+    assert labels.tolist() == [0, 1, 0, 0, 4] and undone == twice  # taken back whole
+    claimed = np.array([0, 1, 2, 3, 3])  # track 4 was joined to track 5
+    labels, undone = undo_unclaimed_cuts(twice, ids, claimed, np.zeros((5, 5), dtype=bool))
+    assert labels.tolist() == [0, 1, 0, 3, 3] and undone == twice[:1]
+    claimed = np.array([0, 1, 4, 3, 4])  # track 3 was joined to track 5
+    labels, undone = undo_unclaimed_cuts(twice, ids, claimed, np.zeros((5, 5), dtype=bool))
+    assert labels.tolist() == [0, 1, 4, 4, 4] and undone == twice[1:]
+    shared = np.zeros((5, 5), dtype=bool)
+    shared[2, 0] = shared[0, 2] = True  # track 3 shares a frame with track 1
+    labels, undone = undo_unclaimed_cuts(twice[:1], ids, np.array([0, 1, 2, 3, 4]), shared)
+    assert labels.tolist() == [0, 1, 2, 3, 4] and undone == []
+    firm = [Split(1, 3, 10, 2.0)]
+    assert undo_unclaimed_cuts(firm, ids, np.array([0, 1, 2, 3, 4]), np.zeros((5, 5), dtype=bool))[1] == []
 
 
 def test_a_new_look_that_nobody_met_had_is_not_cut() -> None:

@@ -52,6 +52,7 @@ def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.nda
     num_tracks=st.integers(1, 14),
     threshold=st.one_of(st.none(), st.floats(0.0, 2.0)),
     false_merge_rate=st.floats(0.001, 0.4),
+    tentative_cut_rate=st.floats(0.001, 0.99),
     stitch_odds=st.floats(1.0, 1000.0),
     stitch_seconds=st.floats(0.1, 10.0),
     persons=st.one_of(st.none(), st.integers(1, 5)),
@@ -69,6 +70,7 @@ def test_no_setting_puts_cooccurring_tracks_in_one_person(
     num_tracks: int,
     threshold: float | None,
     false_merge_rate: float,
+    tentative_cut_rate: float,
     stitch_odds: float,
     stitch_seconds: float,
     persons: int | None,
@@ -91,6 +93,7 @@ def test_no_setting_puts_cooccurring_tracks_in_one_person(
         adapt=adapt,
         motion_gate=motion_gate,
         false_merge_rate=false_merge_rate,
+        tentative_cut_rate=tentative_cut_rate,
         stitch_odds=stitch_odds,
         stitch_max_gap_seconds=stitch_seconds,
         split_impure=split_impure,
@@ -243,6 +246,35 @@ def test_a_swapped_track_is_cut_and_the_halves_of_each_person_joined_again() -> 
     assert person[1] == person[10] and person[2] == person[9]  # who walked on is found again
     off = decide_merge(tracks, crops, features, dataclasses.replace(config, split_impure=False), fps=25.0)
     assert off.splits == [] and len(off.track_ids) == 8
+
+
+def test_a_tentative_cut_stands_where_the_merge_gives_its_later_side_to_somebody_else() -> None:
+    """With the merge's own rate too strict for any cut, the swap is cut tentatively; where the
+    merge joins each later side to the other walk the cuts stand, and where it joins nothing
+    (no stitch, no join by appearance) they are undone, while firm cuts stay apart."""
+    tracks, features, crop_track, crop_frame = crossing_scene(swap=True)
+    crops = _blank_crops(crop_track, crop_frame)
+    # Motion, which finds this swap too (log odds 914), asked odds no crossing reaches.
+    doubt = dataclasses.replace(Config(), false_merge_rate=1e-30, tentative_cut_rate=0.005, unchecked_stitch_odds=1e300)
+    outcome = decide_merge(tracks, crops, features, doubt, fps=25.0)
+    assert [(s.track_id, s.new_track_id, s.frame, s.tentative) for s in outcome.splits] == [
+        (1, 9, 31, True),
+        (2, 10, 31, True),
+    ]
+    person = outcome.mapping
+    assert person[1] == person[10] and person[2] == person[9] and person[1] != person[2]
+    assert outcome.calibration["tentative_cuts"] == 2 and outcome.calibration["tentative_cuts_undone"] == 0
+
+    joins_nothing = {"stitch_odds": 1e9, "threshold": 0.0}
+    alone = decide_merge(tracks, crops, features, dataclasses.replace(doubt, **joins_nothing), fps=25.0)
+    person = alone.mapping
+    assert person[1] == person[9] and person[2] == person[10] and person[1] != person[2]
+    assert alone.calibration["tentative_cuts_undone"] == 2
+    firm = decide_merge(
+        tracks, crops, features, dataclasses.replace(doubt, false_merge_rate=0.005, **joins_nothing), fps=25.0
+    )
+    assert not any(s.tentative for s in firm.splits)
+    assert len(set(firm.mapping[t] for t in (1, 2, 9, 10))) == 4
 
 
 def _a_swap_crops_cannot_judge() -> tuple[TrackSet, CropSet, np.ndarray]:

@@ -255,3 +255,17 @@ def test_links_left_unmade_as_ambiguous_are_shown_with_the_stitching() -> None:
     assert "; appearance not counted;" in _stitching_fact({**calibration, "appearance_in_stitching": None})
     unchecked = _stitching_fact({**calibration, "unchecked_stitch_odds": 99.0})
     assert "49 times likelier than any other way of linking (99 where a side has too few crops" in unchecked
+
+
+def test_the_cuts_count_what_stands_and_tell_the_tentative_ones_apart() -> None:
+    from reid_merge.app.run_writer import _cuts_fact
+
+    firm = {"track_id": 1, "new_track_id": 9, "frame": 31, "by": "appearance", "tentative": False}
+    tentative = [{**firm, "track_id": t, "new_track_id": 10 + t, "tentative": True} for t in (2, 3, 4)]
+    fact = _cuts_fact([firm, *tentative], {"tentative_cuts": 3, "tentative_cuts_standing": 1})
+    assert fact == (
+        "2 (1 of 3 tentative cuts stand: the merge gave the later part to somebody else; "
+        "the other 2 stay with their track)"
+    )
+    older_run = [{key: value for key, value in firm.items() if key != "tentative"}] * 2  # before tentative cuts
+    assert _cuts_fact(older_run, {}) == "2"

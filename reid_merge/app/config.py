@@ -203,6 +203,15 @@ class Config:
         valid=within("(0, 0.5)"),
         in_plan=True,
     )
+    tentative_cut_rate: float = setting(
+        0.2,
+        "merge",
+        "Cut a swapped track by appearance also where at most this share of such cuts is estimated "
+        "wrong, tentatively: the merge may join the two sides again, and the cut stands only where "
+        "it joins the later side to somebody else.",
+        valid=within("(0, 1)"),
+        in_plan=True,
+    )
     stitch_odds: float = setting(
         19.0,
         "merge",

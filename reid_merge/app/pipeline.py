@@ -43,7 +43,7 @@ from reid_merge.core.calibration import (
 from reid_merge.core.clustering import MAX_DISTANCE, any_between, cluster_tracks
 from reid_merge.core.crops import CropSampler, CropSet
 from reid_merge.core.crossings import crossings, cut_at_crossings
-from reid_merge.core.impurity import Split, apply_splits, find_impure_tracks, split_apart
+from reid_merge.core.impurity import Split, apply_splits, find_impure_tracks, split_apart, undo_unclaimed_cuts
 from reid_merge.core.interpolation import fill_gaps, starts_unsure
 from reid_merge.core.motion import handover, reachable, track_ends
 from reid_merge.core.similarity import track_similarity
@@ -354,7 +354,9 @@ def decide_merge(
         splits = cut_at_crossings(raw, crossings(raw, fps, carry_on, 2.0 * np.log(config.unchecked_stitch_odds)))
         tracks, crop_track = apply_splits(raw, crops.track_id, crops.frame, splits)
         adapt = (config.adapt_dims, config.adapt_regularization) if config.adapt else None
-        by_appearance = find_impure_tracks(tracks, features, crop_track, crops.frame, config.false_merge_rate, adapt)
+        by_appearance = find_impure_tracks(
+            tracks, features, crop_track, crops.frame, config.false_merge_rate, adapt, config.tentative_cut_rate
+        )
         tracks, crop_track = apply_splits(tracks, crop_track, crops.frame, by_appearance)
         splits += by_appearance
     # The crops taken beside encounters judged the cuts; the merge compares the spread ones.
@@ -370,7 +372,7 @@ def decide_merge(
         features = whitening.project(features)
     similarity = track_similarity(features, owner, len(track_ids), config.aggregation)  # type: ignore[arg-type]
     shared_frame = cooccurrence(tracks, track_ids)
-    apart = split_apart(splits, track_ids)  # the two sides of a cut: two people
+    apart = split_apart(splits, track_ids)  # the two sides of a cut (not a tentative one): two people
     # Tracks that stay alone rather than being glued onto a person: a short track of low
     # confidence (most likely a detector false positive); a part of a cut track that appearance
     # cannot check, since one of its ends lies where the tracker's motion already took one
@@ -474,6 +476,9 @@ def decide_merge(
         dispersion_weight=config.dispersion_weight,
     )
     labels = chain_labels[chain]
+    undone: list[Split] = []
+    if config.persons is None:  # a count given decides how many persons there are
+        labels, undone = undo_unclaimed_cuts(splits, track_ids, labels, shared_frame)
     mapping = person_ids_by_first_appearance(tracks, track_ids, labels)
     calibration = {
         "false_merge_rate": config.false_merge_rate,
@@ -482,6 +487,11 @@ def decide_merge(
         "handover": model.to_dict(),
         "carry_on": carry_on.to_dict() if carry_on is not None else None,
         "cut_by_motion": sum(split.by == "motion" for split in splits),
+        "tentative_cuts": sum(split.tentative for split in splits),
+        "tentative_cuts_undone": len(undone),
+        "tentative_cuts_standing": sum(
+            split.tentative and mapping[split.track_id] != mapping[split.new_track_id] for split in splits
+        ),
         "clutter_per_square_height": {
             "median": float(np.median(clutter)) if len(clutter) else 0.0,
             "max": float(clutter.max()) if len(clutter) else 0.0,
@@ -573,8 +583,15 @@ def _merge_and_write(
     persons = len(set(outcome.mapping.values()))
     changes = merge_changes(outcome)
     for split in outcome.splits:
+        if outcome.mapping[split.track_id] == outcome.mapping[split.new_track_id]:
+            run.note(
+                f"track {split.track_id} may hold two people from frame {split.frame} on (by {split.by}, tentative): "
+                f"the merge kept that part, track {split.new_track_id}, with it"
+            )
+            continue
+        how = f"{split.by}, tentative" if split.tentative else split.by
         run.note(
-            f"track {split.track_id} holds two people (by {split.by}): from frame {split.frame} on it is track "
+            f"track {split.track_id} holds two people (by {how}): from frame {split.frame} on it is track "
             f"{split.new_track_id}"
         )
     if len(raw) == 0:

@@ -183,7 +183,7 @@ def report_data(
         ("stitched by motion", _stitching_fact(calibration)),
     ]
     if document.splits:
-        facts.append(("impure tracks split", str(len(document.splits))))
+        facts.append(("impure tracks split", _cuts_fact(document.splits, calibration)))
     if "tracks_joined" in summary:
         facts.append(("tracks joined into persons", str(summary["tracks_joined"])))
     if "boxes_filled" in summary:
@@ -255,6 +255,19 @@ def _threshold_fact(threshold: float, params: Mapping[str, Any], calibration: Ma
         f"frame score {centre:.2f} ± {spread:.2f} "
         f"({different.get('pairs', '?')} pairs); estimated wrong joins at most "
         f"{100 * _number(calibration.get('false_merge_rate'), float('nan')):g}%{ruled_out}, {criterion}"
+    )
+
+
+def _cuts_fact(splits: list[dict], calibration: Mapping[str, Any]) -> str:
+    """How many cuts stand, the tentative ones told apart (runs before them recorded none)."""
+    tentative = [cut for cut in splits if cut.get("tentative")]
+    standing = int(calibration.get("tentative_cuts_standing") or 0)
+    firm = len(splits) - len(tentative)
+    if not tentative:
+        return str(firm)
+    return (
+        f"{firm + standing} ({standing} of {len(tentative)} tentative cuts stand: the merge gave the later part to "
+        f"somebody else; the other {len(tentative) - standing} stay with their track)"
     )
 
 

@@ -20,6 +20,11 @@ of background or of who walks in front changes the look of one person into nobod
 particular (docs/quality.md: on MOT16-09 with OSNet this took clean tracks cut by mistake
 from 6% to 1%). The two sides are then never joined again; otherwise they go through the
 merge like any other fragment.
+A cut that passes only at a looser rate is tentative: the merge may join its two sides again,
+and it stands only where the merge joins the later side to somebody else
+(`undo_unclaimed_cuts`). A swap hands the later side to a person seen elsewhere in the video,
+while a look that changed leaves it nobody's; the merge, which sees every track, tells them
+apart where one comparison at the place cannot (docs/quality.md, "Tentative cuts").
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ class Split:
     `by` is what found it: "appearance" (here), where `margin` is how far the two sides' split
     margin (`split_sides`) lies above what one person shows in this video, in spreads of that;
     or "motion" (`crossings`), where it is the log odds of the tracks having crossed. Larger:
-    surer.
+    surer. `tentative`: made at the looser rate only, so its two sides are not kept apart and
+    the cut stands only where the merge joins the later side to somebody (`undo_unclaimed_cuts`).
     """
 
     track_id: int
@@ -63,6 +69,7 @@ class Split:
     frame: int
     margin: float
     by: str = "appearance"
+    tentative: bool = False
 
 
 def within_similarity(features: FloatArray) -> float:
@@ -218,6 +225,7 @@ def find_impure_tracks(
     crop_frame: IntArray,
     false_rate: float,
     adapt: tuple[int, float] | None = None,
+    tentative_rate: float = 0.0,
 ) -> list[Split]:
     """Where tracks hold two people, cut where it is confident (see the module docstring).
 
@@ -227,6 +235,8 @@ def find_impure_tracks(
         crop_track: `(M,)` track of each crop.
         crop_frame: `(M,)` frame of each crop.
         false_rate: the target share of cuts through one person.
+        tentative_rate: the same, looser, for the tentative cuts (`Split.tentative`); at most
+            `false_rate`: none.
         adapt: `(dims, regularization)` of the per-video whitening (`adaptation`), fitted here on
             the stretches of tracks between encounters: a whitening fitted on whole tracks learns
             the difference between the two people of an impure track as nuisance, and hides it.
@@ -270,9 +280,10 @@ def find_impure_tracks(
             break
         # Every candidate counts in the false-discovery rule; a confident one is cut only if
         # somebody met there took the track over.
+        firm = {(place.track_id, place.frame) for place in _confident(candidates, same, different, false_rate)}
         cuts = [
             place
-            for place in _confident(candidates, same, different, false_rate)
+            for place in _confident(candidates, same, different, max(false_rate, tentative_rate))
             if _took_over(
                 place,
                 _met(place, tracks.frame, near, part_of, close),
@@ -286,7 +297,9 @@ def find_impure_tracks(
         if not cuts:
             break
         for place in cuts:
-            splits.append(Split(place.track_id, next_id, place.frame, (place.margin - same.centre) / same.spread))
+            margin = (place.margin - same.centre) / same.spread
+            tentative = (place.track_id, place.frame) not in firm
+            splits.append(Split(place.track_id, next_id, place.frame, margin, tentative=tentative))
             part_of[(part_of == place.track_id) & (tracks.frame >= place.frame)] = next_id
             crop_part[(crop_part == place.track_id) & (crop_frame >= place.frame)] = next_id
             next_id += 1
@@ -321,10 +334,12 @@ def _confident(candidates: list[_Place], same: ScoreModel, different: ScoreModel
 
 
 def split_apart(splits: list[Split], track_ids: IntArray) -> npt.NDArray[np.bool_]:
-    """`(N, N)` True between the two sides of each cut: appearance said two people, so neither
-    motion nor the clustering may join them again."""
+    """`(N, N)` True between the two sides of each cut but the tentative ones: appearance said
+    two people, so neither motion nor the clustering may join them again."""
     apart = np.zeros((len(track_ids), len(track_ids)), dtype=bool)
     for split in splits:
+        if split.tentative:
+            continue
         i, j = np.searchsorted(track_ids, [split.track_id, split.new_track_id])
         apart[i, j] = apart[j, i] = True
     return apart
@@ -341,3 +356,42 @@ def apply_splits(
         track_id[(track_id == split.track_id) & (tracks.frame >= split.frame)] = split.new_track_id
         new_crop_track[(new_crop_track == split.track_id) & (crop_frame >= split.frame)] = split.new_track_id
     return TrackSet(tracks.frame.copy(), track_id, tracks.xyxy.copy(), tracks.score.copy()), new_crop_track
+
+
+def undo_unclaimed_cuts(
+    splits: list[Split], track_ids: IntArray, labels: IntArray, shared_frame: npt.NDArray[np.bool_]
+) -> tuple[IntArray, list[Split]]:
+    """Give the later side of each tentative cut that the merge left on its own back to the
+    earlier side's person, where it shares no frame with anybody of that person.
+
+    A tentative cut is a doubt, not a finding: a swap gives the later side to somebody the merge
+    finds elsewhere in the video, while a cut through one person leaves it nobody's. Undone in
+    the order made, so that a part cut twice is taken back whole.
+
+    Args:
+        splits: the cuts in the order made.
+        track_ids: `(N,)` sorted IDs of the tracks after every cut.
+        labels: `(N,)` person of each track.
+        shared_frame: `(N, N)` True where two tracks share a frame.
+
+    Returns:
+        The labels with the unclaimed cuts undone, and those cuts.
+
+    >>> cuts = [Split(1, 3, 10, 2.0, tentative=True), Split(2, 4, 10, 2.0, tentative=True)]
+    >>> ids, no_frame_shared = np.array([1, 2, 3, 4]), np.zeros((4, 4), dtype=bool)
+    >>> labels, undone = undo_unclaimed_cuts(cuts, ids, np.array([0, 1, 2, 0]), no_frame_shared)
+    >>> labels.tolist(), [cut.track_id for cut in undone]
+    ([0, 1, 0, 0], [1])
+    """
+    labels = labels.copy()
+    undone = []
+    for split in splits:
+        if not split.tentative:
+            continue
+        later, earlier = np.searchsorted(track_ids, [split.new_track_id, split.track_id])
+        claimed = (labels == labels[later]).sum() > 1
+        if claimed or shared_frame[later, labels == labels[earlier]].any():
+            continue
+        labels[later] = labels[earlier]
+        undone.append(split)
+    return labels, undone

@@ -280,7 +280,7 @@ def find_impure_tracks(
             break
         # Every candidate counts in the false-discovery rule; a confident one is cut only if
         # somebody met there took the track over.
-        firm = {(place.track_id, place.frame) for place in _confident(candidates, same, different, false_rate)}
+        firm = set(_confident(candidates, same, different, false_rate))
         cuts = [
             place
             for place in _confident(candidates, same, different, max(false_rate, tentative_rate))
@@ -298,8 +298,7 @@ def find_impure_tracks(
             break
         for place in cuts:
             margin = (place.margin - same.centre) / same.spread
-            tentative = (place.track_id, place.frame) not in firm
-            splits.append(Split(place.track_id, next_id, place.frame, margin, tentative=tentative))
+            splits.append(Split(place.track_id, next_id, place.frame, margin, tentative=place not in firm))
             part_of[(part_of == place.track_id) & (tracks.frame >= place.frame)] = next_id
             crop_part[(crop_part == place.track_id) & (crop_frame >= place.frame)] = next_id
             next_id += 1

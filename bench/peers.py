@@ -64,6 +64,7 @@ from quality import (
     best_possible_labels,
     cache_key,
     cached,
+    followed,
     print_table,
     score_row,
     sequence_input,
@@ -319,7 +320,7 @@ def sequence_rows(
     add("our tracker + GTA-Link (OSNet)", gta_link(ours, video, boxmot_weights, cache))
     add(f"our tracker + {mobilenet}", our_tracker_merge(video, base, cache))
     add("our tracker + our merge (OSNet)", our_tracker_merge(video, osnet, cache))
-    switches = tracker_switches(byte, gt.targets)
+    switches = tracker_switches(byte, followed(gt))
     cuts = [
         {"cuts of": embedder, **switch_row(switches, outcome.splits, byte.track_ids)}
         for embedder, outcome in outcomes.items()

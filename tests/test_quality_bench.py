@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pytest
-from quality import base_config, schemes, switch_row, tracker_switches
+from quality import base_config, followed, schemes, switch_row, tracker_switches
 
 from reid_merge.core.impurity import Split
 from reid_merge.core.tracks import TrackSet
+from reid_merge.eval.scores import GroundTruth
 from tests.builders import tracks_from_rows, walking_track
 
 
@@ -37,6 +39,16 @@ def _swapped_pair() -> tuple[TrackSet, TrackSet]:
 def test_a_swap_between_two_runs_counts_and_a_flicker_does_not() -> None:
     raw, truth = _swapped_pair()
     assert tracker_switches(raw, truth) == {7: [11], 8: [11], 9: []}
+
+
+def test_a_track_that_passes_from_a_distractor_to_a_pedestrian_has_switched() -> None:
+    """MOT16-09: a figure standing at the edge (class 8, flagged 0) is tracked, and the track
+    goes on with whoever walks in front of it. The scores ignore the figure; the switch counts."""
+    boxes = tracks_from_rows(walking_track(30, range(1, 21), speed=0.0) + walking_track(4, range(11, 31)))
+    gt = GroundTruth(boxes, boxes.track_id == 4, np.where(boxes.track_id == 30, 8, 1))
+    raw = tracks_from_rows(walking_track(23, range(1, 11), speed=0.0) + walking_track(23, range(11, 31)))
+    assert tracker_switches(raw, gt.targets) == {23: []}
+    assert tracker_switches(raw, followed(gt)) == {23: [11]}
 
 
 def test_a_cut_near_a_switch_finds_it_and_a_cut_of_a_clean_track_is_a_mistake() -> None:

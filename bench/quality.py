@@ -365,21 +365,21 @@ def followed(gt: GroundTruth) -> TrackSet:
     return TrackSet.concat([gt.targets, gt.boxes[gt.distractors]])
 
 
-def tracker_switches(raw: TrackSet, targets: TrackSet, min_run: int = MIN_SWITCH_RUN) -> dict[int, list[int]]:
+def tracker_switches(raw: TrackSet, people: TrackSet, min_run: int = MIN_SWITCH_RUN) -> dict[int, list[int]]:
     """Where each raw track passed from one true identity to another: the first frame of the new
     identity, between runs of at least `min_run` boxes matched to one identity each (boxes matched
     one to one per frame, IoU at least 0.5; unmatched boxes are skipped). Real swaps, to hold the
-    cutting to where the synthetic ones (`swap_identities`) may flatter it. `targets`: what the
-    tracks may follow (`followed`)."""
+    cutting to where the synthetic ones (`swap_identities`) may flatter it. `people`: the ground
+    truth the tracks may follow (`followed`)."""
     identity = -np.ones(len(raw), dtype=np.int64)
     for frame in np.unique(raw.frame):
-        rows, truth = np.flatnonzero(raw.frame == frame), np.flatnonzero(targets.frame == frame)
+        rows, truth = np.flatnonzero(raw.frame == frame), np.flatnonzero(people.frame == frame)
         if len(truth) == 0:
             continue
-        iou = box_iou(raw.xyxy[rows], targets.xyxy[truth])
+        iou = box_iou(raw.xyxy[rows], people.xyxy[truth])
         for i, j in zip(*linear_sum_assignment(iou, maximize=True)):
             if iou[i, j] >= 0.5:
-                identity[rows[i]] = targets.track_id[truth[j]]
+                identity[rows[i]] = people.track_id[truth[j]]
     switches = {}
     for track_id in raw.track_ids:
         rows = np.flatnonzero((raw.track_id == track_id) & (identity >= 0))
@@ -546,6 +546,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
     rows = []
     for sequence in sequences:
         gt = read_ground_truth(sequence / "gt" / "gt.txt")
+        people = followed(gt)
         for source, label in (sequence_input(sequence, img1=False), sequence_input(sequence, img1=True)):
             if not source.exists() or (source == sequence and not args.img1):
                 continue
@@ -555,7 +556,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
             # Per tracking settings: the raw tracks' scores and their best possible merge's, and
             # the raw tracker's own switches.
             known = {_tracking(base): references(raw, meta["tracked"], gt, base, fps)}
-            own_switches = {_tracking(base): tracker_switches(raw, followed(gt))}
+            own_switches = {_tracking(base): tracker_switches(raw, people)}
             rows += [{"input": label, **r} for r in known[_tracking(base)]]
             for name, config in schemes(args, base):
                 raw, crops, features, meta = tracked(source, config, args.cache)
@@ -564,7 +565,7 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
                         f"{k}={getattr(config, k)}" for k in RAW if getattr(config, k) != getattr(base, k)
                     )
                     known[_tracking(config)] = references(raw, meta["tracked"], gt, config, fps, f" ({changed})")
-                    own_switches[_tracking(config)] = tracker_switches(raw, followed(gt))
+                    own_switches[_tracking(config)] = tracker_switches(raw, people)
                     rows += [{"input": label, **r} for r in known[_tracking(config)]]
                 outcome = decide_merge(meta["tracked"], crops, features, config, fps, (info.width, info.height))
                 persons = add_backfilled(outcome.tracks, outcome.mapping, meta["backfilled"]).relabel(outcome.mapping)

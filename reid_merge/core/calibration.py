@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import norm
+from scipy.stats import false_discovery_control, norm
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -160,10 +160,9 @@ def decisive_similarity(candidates: FloatArray, different: ScoreModel, false_rat
     >>> decisive_similarity(np.array([0.1, 0.0]), d, 0.02)
     inf
     """
-    values = np.sort(np.asarray(candidates, dtype=np.float64)[np.isfinite(candidates)])[::-1]
+    values = np.asarray(candidates, dtype=np.float64)
+    values = values[np.isfinite(values)]
     if len(values) == 0:
         return float("inf")
-    expected_wrong = len(values) * different.survival(values)
-    share = expected_wrong / np.arange(1, len(values) + 1)
-    ok = np.flatnonzero(share <= false_rate)
-    return float(values[ok[-1]]) if len(ok) else float("inf")
+    joined = values[false_discovery_control(different.survival(values)) <= false_rate]
+    return float(joined.min()) if len(joined) else float("inf")

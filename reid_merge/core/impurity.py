@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.stats import false_discovery_control
 
 from reid_merge.core.adaptation import fit_within_track_whitening
 from reid_merge.core.calibration import ScoreModel
@@ -280,11 +281,12 @@ def find_impure_tracks(
             break
         # Every candidate counts in the false-discovery rule; a confident one is cut only if
         # somebody met there took the track over.
-        firm = set(_confident(candidates, same, different, false_rate))
+        looser = max(false_rate, tentative_rate)
         cuts = [
-            place
-            for place in _confident(candidates, same, different, max(false_rate, tentative_rate))
-            if _took_over(
+            (place, rate)
+            for place, rate in _cut_rates(candidates, same, different)
+            if rate <= looser
+            and _took_over(
                 place,
                 _met(place, tracks.frame, near, part_of, close),
                 unit,
@@ -296,9 +298,9 @@ def find_impure_tracks(
         ]
         if not cuts:
             break
-        for place in cuts:
+        for place, rate in cuts:
             margin = (place.margin - same.centre) / same.spread
-            splits.append(Split(place.track_id, next_id, place.frame, margin, tentative=place not in firm))
+            splits.append(Split(place.track_id, next_id, place.frame, margin, tentative=rate > false_rate))
             part_of[(part_of == place.track_id) & (tracks.frame >= place.frame)] = next_id
             crop_part[(crop_part == place.track_id) & (crop_frame >= place.frame)] = next_id
             next_id += 1
@@ -319,17 +321,16 @@ def _stretches(tracks: TrackSet, near: npt.NDArray[np.bool_], crop_track: IntArr
     return np.unique(np.stack([crop_track, stretch], axis=1), axis=0, return_inverse=True)[1].ravel()
 
 
-def _confident(candidates: list[_Place], same: ScoreModel, different: ScoreModel, false_rate: float) -> list[_Place]:
-    """The candidates cut at `false_rate` (Benjamini-Hochberg on how often one person shows as
-    large a margin) whose margin is also likelier for two people than for one."""
+def _cut_rates(candidates: list[_Place], same: ScoreModel, different: ScoreModel) -> list[tuple[_Place, float]]:
+    """The candidates, the likeliest cuts first, each with the lowest target share of cuts
+    through one person at which it is cut: Benjamini-Hochberg's adjusted p-value, over every
+    candidate, of how often one person shows as large a margin; inf where the margin is not
+    also likelier for two people than for one."""
     values = np.array([c.margin for c in candidates])
     p_same = same.survival(values)
-    order = np.argsort(p_same, kind="stable")
-    share = len(values) * p_same[order] / np.arange(1, len(values) + 1)
-    passed = np.flatnonzero(share <= false_rate)
-    chosen = order[: passed[-1] + 1] if len(passed) else order[:0]
     likelier_two = (values >= different.centre) | (different.log_density(values) > same.log_density(values))
-    return [candidates[i] for i in chosen if likelier_two[i]]
+    rates = np.where(likelier_two, false_discovery_control(p_same), np.inf)
+    return [(candidates[i], float(rates[i])) for i in np.argsort(p_same, kind="stable")]
 
 
 def split_apart(splits: list[Split], track_ids: IntArray) -> npt.NDArray[np.bool_]:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reid_merge.app.config import FILL_RULES, Config
-from reid_merge.app.pipeline import decide_merge, fill_person_gaps, gap_fill_rule
+from reid_merge.app.pipeline import decide_merge, fill_person_gaps, gap_fill_rule, merge_changes
 from reid_merge.core.crops import CropSet
 from reid_merge.core.tracks import TrackSet, cooccurrence
 from tests.builders import crossing_scene, tracks_from_rows, walking_track
@@ -275,6 +275,23 @@ def test_a_tentative_cut_stands_where_the_merge_gives_its_later_side_to_somebody
     )
     assert not any(s.tentative for s in firm.splits)
     assert len(set(firm.mapping[t] for t in (1, 2, 9, 10))) == 4
+
+
+def test_the_sides_of_an_undone_cut_are_one_track_in_the_summary_not_a_join() -> None:
+    """tracks.json's "tracks joined": a tentative cut the merge undid gave the track back whole,
+    so its two sides in one person joined nothing; each is left alone once, as one track."""
+    tracks, features, crop_track, crop_frame = crossing_scene(swap=True)
+    crops = _blank_crops(crop_track, crop_frame)
+    doubt = dataclasses.replace(Config(), false_merge_rate=1e-30, tentative_cut_rate=0.005, unchecked_stitch_odds=1e300)
+    claimed = decide_merge(tracks, crops, features, doubt, fps=25.0)
+    undone = decide_merge(tracks, crops, features, dataclasses.replace(doubt, stitch_odds=1e9, threshold=0.0), fps=25.0)
+    assert undone.calibration["tentative_cuts_undone"] == 2
+    changes = merge_changes(undone)
+    assert changes["tracks_joined"] == 0
+    assert sum(changes["left_alone"].values()) == len(set(undone.mapping.values())) == len(tracks.track_ids)
+    # Where the merge gave each later side to the other walk, the cuts stand and four tracks joined.
+    assert claimed.calibration["tentative_cuts_undone"] == 0
+    assert merge_changes(claimed)["tracks_joined"] >= 4
 
 
 def _a_swap_crops_cannot_judge() -> tuple[TrackSet, CropSet, np.ndarray]:

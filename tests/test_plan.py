@@ -109,6 +109,7 @@ def test_split_gives_a_track_its_own_person_and_rewrites_every_output(run_dir: P
     assert plan["corrections"] == [{"split": 3}]
     doc = json.loads((run_dir / "tracks.json").read_text())
     assert doc["summary"]["persons"] == 4 and doc["corrections"] == [{"split": 3}]
+    assert doc["summary"]["tracks_joined"] == 0  # every person now one track
     # scored again against the ground truth the run was given (1 and 3 are one true person):
     # the split undoes the right merge, so the merged tracks score what the raw ones do
     scores = doc["evaluation"]

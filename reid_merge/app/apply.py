@@ -31,6 +31,7 @@ from reid_merge.app.run_folder import (
     persons_entries,
 )
 from reid_merge.app.run_writer import AnnotatedVideo, Stopwatch, write_run_folder
+from reid_merge.core.assignment import tracks_per_person
 from reid_merge.core.backfill import add_backfilled
 from reid_merge.core.tracks import TrackSet
 from reid_merge.errors import InputError, UsageError
@@ -130,8 +131,8 @@ def apply_plan(
     elif video is None and write_video:
         note(f"no {ANNOTATED_VIDEO}: the input video {video_path} is gone")
 
-    person_sizes = np.bincount(np.array(list(mapping.values()), dtype=np.int64))
-    joined = int(sum(int(person_sizes[p]) > 1 for p in mapping.values()))
+    cuts = [(int(split["track_id"]), int(split["new_track_id"])) for split in document.splits]
+    joined = sum(n for n in tracks_per_person(mapping, cuts).values() if n > 1)
     document = dataclasses.replace(
         document,
         mapping=mapping_entries(mapping),

@@ -31,7 +31,7 @@ from reid_merge.app.run_folder import (
 )
 from reid_merge.app.run_writer import AnnotatedVideo, Stopwatch, write_run_folder
 from reid_merge.core.adaptation import fit_within_track_whitening
-from reid_merge.core.assignment import person_ids_by_first_appearance
+from reid_merge.core.assignment import person_ids_by_first_appearance, tracks_per_person
 from reid_merge.core.backfill import add_backfilled, backfill_starts
 from reid_merge.core.calibration import (
     appearance_log_likelihood_ratio,
@@ -719,20 +719,23 @@ def gap_fill_rule(raw: TrackSet, config: Config) -> str:
 
 def merge_changes(outcome: MergeOutcome) -> dict[str, Any]:
     """What the merge changed: tracks joined into persons of several tracks, and tracks left
-    alone, by why (held apart before clustering, or no other track close enough)."""
+    alone, by why (held apart before clustering, or no other track close enough). The two sides
+    of a tentative cut that the merge undid are one track, as they were before the cut."""
+    tracks = tracks_per_person(outcome.mapping, [(split.track_id, split.new_track_id) for split in outcome.splits])
     person = np.array([outcome.mapping[int(t)] for t in outcome.track_ids], dtype=np.int64)
-    alone = np.bincount(person)[person] == 1 if len(person) else np.zeros(0, dtype=bool)
-    held_apart = alone.copy()
+    held_apart = np.ones(len(person), dtype=bool)  # per track: no appearance to compare with anybody
     if outcome.distance is not None and len(person):
-        held_apart &= np.isnan(outcome.distance).all(axis=1)
+        held_apart = np.isnan(outcome.distance).all(axis=1)
+    alone = {p for p, n in tracks.items() if n == 1}
+    held = {p for p in alone if held_apart[person == p].all()}
     no_crops, too_few = outcome.tracks_without_crops, outcome.tracks_too_few_crops
     return {
-        "tracks_joined": int((~alone).sum()),
+        "tracks_joined": sum(n for n in tracks.values() if n > 1),
         "left_alone": {
             "no usable crop": no_crops,
             "too few usable crops": too_few,
-            "short and unsure (likely a false detection)": max(0, int(held_apart.sum()) - no_crops - too_few),
-            "no other track close enough": int((alone & ~held_apart).sum()),
+            "short and unsure (likely a false detection)": max(0, len(held) - no_crops - too_few),
+            "no other track close enough": len(alone - held),
         },
     }
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
 import numpy as np
 import numpy.typing as npt
 
@@ -34,3 +37,24 @@ def person_ids_by_first_appearance(
     person_of_cluster = np.empty(num_clusters, dtype=np.int64)
     person_of_cluster[order] = np.arange(1, num_clusters + 1)
     return {int(t): int(person_of_cluster[c]) for t, c in zip(track_ids, labels)}
+
+
+def tracks_per_person(mapping: Mapping[int, int], cuts: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """How many tracks each person holds, where the two sides of a cut that one person holds
+    count as one: the track they were before it (a tentative cut the merge undid, or a cut that
+    a correction joined again).
+
+    Args:
+        mapping: track (after the cuts) -> person.
+        cuts: (earlier side, later side) of each cut. Each later side is a new ID made from one
+            track, so the cuts form trees over the tracks and each one held within a person
+            takes one track off its count.
+
+    >>> tracks_per_person({1: 1, 7: 1, 3: 1, 2: 2, 8: 3}, [(1, 7), (2, 8)])
+    {1: 2, 2: 1, 3: 1}
+    """
+    count = Counter(mapping.values())
+    for earlier, later in cuts:
+        if earlier in mapping and mapping[earlier] == mapping.get(later):
+            count[mapping[earlier]] -= 1
+    return dict(sorted(count.items()))

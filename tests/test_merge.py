@@ -277,6 +277,26 @@ def test_a_tentative_cut_stands_where_the_merge_gives_its_later_side_to_somebody
     assert len(set(firm.mapping[t] for t in (1, 2, 9, 10))) == 4
 
 
+def test_the_summary_says_why_each_track_was_left_alone() -> None:
+    """A short track of low scores is left alone as a likely false detection, one with no usable
+    crop for that; two tracks that share a frame because nobody else is close enough."""
+    boxes = {1: [100.0, 100.0, 140.0, 220.0], 2: [400.0, 100.0, 440.0, 220.0], 3: [100.0, 100.0, 140.0, 220.0]}
+    spans = {1: range(1, 21), 2: range(1, 21), 3: range(200, 203), 4: range(400, 421)}
+    rows = [(f, t, *boxes.get(t, [700.0, 100.0, 740.0, 220.0])) for t, span in spans.items() for f in span]
+    tracks = tracks_from_rows(rows)
+    tracks = TrackSet(tracks.frame, tracks.track_id, tracks.xyxy, np.where(tracks.track_id == 3, 0.3, 0.9))
+    crop_track, crop_frame = np.array([1, 1, 1, 2, 2, 2, 3, 3]), np.array([1, 10, 20, 1, 10, 20, 200, 202])
+    features = np.array([[1.0, 0.0]] * 3 + [[0.0, 1.0]] * 3 + [[1.0, 0.0]] * 2)  # 3 looks like 1
+    outcome = decide_merge(tracks, _blank_crops(crop_track, crop_frame), features, Config(), fps=25.0)
+    assert len(set(outcome.mapping.values())) == 4
+    assert merge_changes(outcome)["left_alone"] == {
+        "no usable crop": 1,  # track 4
+        "too few usable crops": 0,
+        "short and unsure (likely a false detection)": 1,  # track 3: 3 boxes scoring 0.3
+        "no other track close enough": 2,  # tracks 1 and 2
+    }
+
+
 def test_the_sides_of_an_undone_cut_are_one_track_in_the_summary_not_a_join() -> None:
     """tracks.json's "tracks joined": a tentative cut the merge undid gave the track back whole,
     so its two sides in one person joined nothing; each is left alone once, as one track."""

@@ -115,6 +115,14 @@ class MergeOutcome:
     tracks_too_few_crops: int = 0
     threshold: float = -1.0
     calibration: dict[str, Any] = field(default_factory=dict)
+    held_apart: np.ndarray | None = None  # (N,) why appearance may not join each track; "" where it may
+
+
+#: Why a track was left alone, for the summary: held apart before clustering, or not close enough.
+SHORT_AND_UNSURE = "short and unsure (likely a false detection)"
+NO_USABLE_CROP = "no usable crop"
+TOO_FEW_CROPS = "too few usable crops"
+NOT_CLOSE_ENOUGH = "no other track close enough"
 
 
 @dataclass(frozen=True)
@@ -382,8 +390,11 @@ def decide_merge(
     # 0.91-0.98 from four), which motion may still stitch.
     crop_counts = np.bincount(owner, minlength=len(track_ids))
     too_few_crops = (crop_counts > 0) & (crop_counts < config.min_crops_to_merge)
-    doubtful = likely_false_positives(tracks, track_ids, config.short_track_detections, config.short_track_score)
-    doubtful |= apart.any(axis=1) & (crop_counts < config.min_crops_to_merge)
+    unsure = likely_false_positives(tracks, track_ids, config.short_track_detections, config.short_track_score)
+    doubtful = unsure | (apart.any(axis=1) & (crop_counts < config.min_crops_to_merge))
+    held_apart = np.select(
+        [unsure, crop_counts == 0, too_few_crops], [SHORT_AND_UNSURE, NO_USABLE_CROP, TOO_FEW_CROPS], default=""
+    )
     one_view = too_few_crops[:, None] | too_few_crops[None, :]
     appearance = np.where(one_view, np.nan, similarity)
 
@@ -520,6 +531,7 @@ def decide_merge(
         int(too_few_crops.sum()),
         threshold,
         calibration,
+        held_apart,
     )
 
 
@@ -723,21 +735,13 @@ def merge_changes(outcome: MergeOutcome) -> dict[str, Any]:
     of a tentative cut that the merge undid are one track, as they were before the cut."""
     tracks = tracks_per_person(outcome.mapping, [(split.track_id, split.new_track_id) for split in outcome.splits])
     person = np.array([outcome.mapping[int(t)] for t in outcome.track_ids], dtype=np.int64)
-    held_apart = np.ones(len(person), dtype=bool)  # per track: no appearance to compare with anybody
-    if outcome.distance is not None and len(person):
-        held_apart = np.isnan(outcome.distance).all(axis=1)
-    alone = {p for p, n in tracks.items() if n == 1}
-    held = {p for p in alone if held_apart[person == p].all()}
-    no_crops, too_few = outcome.tracks_without_crops, outcome.tracks_too_few_crops
-    return {
-        "tracks_joined": sum(n for n in tracks.values() if n > 1),
-        "left_alone": {
-            "no usable crop": no_crops,
-            "too few usable crops": too_few,
-            "short and unsure (likely a false detection)": max(0, len(held) - no_crops - too_few),
-            "no other track close enough": len(alone - held),
-        },
-    }
+    held_apart = outcome.held_apart if outcome.held_apart is not None else np.full(len(person), "")
+    left_alone = dict.fromkeys((NO_USABLE_CROP, TOO_FEW_CROPS, SHORT_AND_UNSURE, NOT_CLOSE_ENOUGH), 0)
+    for p in (p for p, n in tracks.items() if n == 1):
+        why = held_apart[person == p]  # a track, or the two sides of a cut undone
+        reasons = [r for r in (SHORT_AND_UNSURE, NO_USABLE_CROP, TOO_FEW_CROPS) if (why != "").all() and r in why]
+        left_alone[reasons[0] if reasons else NOT_CLOSE_ENOUGH] += 1
+    return {"tracks_joined": sum(n for n in tracks.values() if n > 1), "left_alone": left_alone}
 
 
 def _score(raw: TrackSet, merged: TrackSet, gt: GroundTruth) -> dict[str, dict[str, float | int]]:

@@ -123,6 +123,8 @@ SHORT_AND_UNSURE = "short and unsure (likely a false detection)"
 NO_USABLE_CROP = "no usable crop"
 TOO_FEW_CROPS = "too few usable crops"
 NOT_CLOSE_ENOUGH = "no other track close enough"
+#: The reasons a track is held apart before clustering, the one that decides first.
+HELD_APART = (SHORT_AND_UNSURE, NO_USABLE_CROP, TOO_FEW_CROPS)
 
 
 @dataclass(frozen=True)
@@ -392,9 +394,7 @@ def decide_merge(
     too_few_crops = (crop_counts > 0) & (crop_counts < config.min_crops_to_merge)
     unsure = likely_false_positives(tracks, track_ids, config.short_track_detections, config.short_track_score)
     doubtful = unsure | (apart.any(axis=1) & (crop_counts < config.min_crops_to_merge))
-    held_apart = np.select(
-        [unsure, crop_counts == 0, too_few_crops], [SHORT_AND_UNSURE, NO_USABLE_CROP, TOO_FEW_CROPS], default=""
-    )
+    held_apart = np.select([unsure, crop_counts == 0, too_few_crops], list(HELD_APART), default="")  # in that order
     one_view = too_few_crops[:, None] | too_few_crops[None, :]
     appearance = np.where(one_view, np.nan, similarity)
 
@@ -739,8 +739,8 @@ def merge_changes(outcome: MergeOutcome) -> dict[str, Any]:
     left_alone = dict.fromkeys((NO_USABLE_CROP, TOO_FEW_CROPS, SHORT_AND_UNSURE, NOT_CLOSE_ENOUGH), 0)
     for p in (p for p, n in tracks.items() if n == 1):
         why = held_apart[person == p]  # a track, or the two sides of a cut undone
-        reasons = [r for r in (SHORT_AND_UNSURE, NO_USABLE_CROP, TOO_FEW_CROPS) if (why != "").all() and r in why]
-        left_alone[reasons[0] if reasons else NOT_CLOSE_ENOUGH] += 1
+        held = (why != "").all()
+        left_alone[next(r for r in HELD_APART if r in why) if held else NOT_CLOSE_ENOUGH] += 1
     return {"tracks_joined": sum(n for n in tracks.values() if n > 1), "left_alone": left_alone}
 
 

@@ -65,6 +65,15 @@ def test_a_cut_only_the_looser_rate_makes_is_tentative_and_keeps_nothing_apart()
     assert split_apart(firm, ids).sum() == 4 and not split_apart(doubt, ids).any()
 
 
+def test_a_margin_is_taken_no_rarer_than_the_pairs_behind_its_spread_can_tell() -> None:
+    # The swap lies 11 spreads out, where a normal says 1 in 10^28; the spread is known from the
+    # scene's 28 pairs that share a frame, which can tell about 1 in 10^11, and no more.
+    tracks, features, crop_track, crop_frame = crossing_scene(swap=True)
+    for false_rate, tentative in ((1e-9, False), (1e-20, True)):
+        splits = find_impure_tracks(tracks, features, crop_track, crop_frame, false_rate, tentative_rate=0.2)
+        assert [(s.track_id, s.frame, s.tentative) for s in splits] == [(1, 31, tentative), (2, 31, tentative)]
+
+
 def test_an_unclaimed_tentative_cut_is_undone_in_order_where_no_frame_is_shared() -> None:
     ids = np.array([1, 2, 3, 4, 5])
     twice = [Split(1, 3, 10, 2.0, tentative=True), Split(3, 4, 20, 2.0, tentative=True)]

@@ -275,8 +275,10 @@ def find_impure_tracks(
             references += reference
         margins, across = np.array(references).reshape(-1, 2).T
         same, one_person = ScoreModel.fit(margins), ScoreModel.fit(across)
-        if same is not None:  # references of few tracks claim more certainty than they have
-            same = ScoreModel(same.centre, max(same.spread, different.spread / 2), same.pairs)
+        if same is not None and same.spread < different.spread / 2:
+            # References of few tracks claim more certainty than they have: the spread is then
+            # half of two people's, and known from as many pairs as theirs.
+            same = ScoreModel(same.centre, different.spread / 2, different.pairs)
         if same is None or one_person is None or not candidates or same.centre >= different.centre:
             break
         # Every candidate counts in the false-discovery rule; a confident one is cut only if
@@ -325,9 +327,10 @@ def _cut_rates(candidates: list[_Place], same: ScoreModel, different: ScoreModel
     """The candidates, the likeliest cuts first, each with the lowest target share of cuts
     through one person at which it is cut: Benjamini-Hochberg's adjusted p-value, over every
     candidate, of how often one person shows as large a margin; inf where the margin is not
-    also likelier for two people than for one."""
+    also likelier for two people than for one. The share is read as far as the pairs behind one
+    person's spread can tell it (`ScoreModel.survival_as_learnt`): a firm cut is never undone."""
     values = np.array([c.margin for c in candidates])
-    p_same = same.survival(values)
+    p_same = same.survival_as_learnt(values)
     likelier_two = (values >= different.centre) | (different.log_density(values) > same.log_density(values))
     rates = np.where(likelier_two, false_discovery_control(p_same), np.inf)
     return [(candidates[i], float(rates[i])) for i in np.argsort(p_same, kind="stable")]

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import false_discovery_control, norm, t
+from scipy.stats import false_discovery_control, norm
+from scipy.stats import t as student_t
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -66,14 +67,14 @@ class ScoreModel:
         """`survival` as far as `pairs` pairs can tell it: Student's t with pairs - 1 degrees of
         freedom in place of the normal, since a spread learnt from few pairs may be too small,
         and a share far in its tail is then too small many times over (KITTI-17, OSNet trained
-        on Market-1501: a spread from 12 pairs put a clean track's margin at 1 in 30000 of one
+        on Market-1501: a spread from 12 pairs put a clean track's margin at 1 in 29000 of one
         person's, and it was cut for good; docs/quality.md).
 
         >>> few, many = ScoreModel(0.0, 0.1, 12), ScoreModel(0.0, 0.1, 10_000)
         >>> [round(float(m.survival_as_learnt(np.array(0.4)) / m.survival(np.array(0.4))), 1) for m in (few, many)]
         [32.9, 1.0]
         """
-        return t.sf((np.asarray(similarity, dtype=np.float64) - self.centre) / self.spread, self.pairs - 1)
+        return student_t.sf((np.asarray(similarity, dtype=np.float64) - self.centre) / self.spread, self.pairs - 1)
 
     def log_density(self, similarity: FloatArray) -> FloatArray:
         return norm.logpdf(similarity, self.centre, self.spread)

@@ -74,7 +74,7 @@ from quality import (
 )
 
 from reid_merge.app.config import Config
-from reid_merge.app.pipeline import MergeOutcome, decide_merge, sample_crops
+from reid_merge.app.pipeline import MergeOutcome, decide_merge, person_tracks, sample_crops
 from reid_merge.app.results import Reporter
 from reid_merge.core.backfill import add_backfilled
 from reid_merge.core.tracks import TrackSet
@@ -219,7 +219,7 @@ def _embed_boxes(tracks: TrackSet, video: Path, weights: Path) -> np.ndarray:
 def our_merge(tracks: TrackSet, video: Path, config: Config, cache: Path) -> TrackSet:
     """Our merge of `tracks` with `config`, as ``reid-merge merge`` decides it (crops and features cached)."""
     outcome = our_outcome(tracks, video, config, cache)
-    return outcome.tracks.relabel(outcome.mapping)
+    return as_merge_writes(outcome.tracks, outcome.mapping, video, config)
 
 
 def our_tracker_merge(video: Path, config: Config, cache: Path) -> TrackSet:
@@ -229,7 +229,14 @@ def our_tracker_merge(video: Path, config: Config, cache: Path) -> TrackSet:
     _, crops, features, meta = tracked(video, config, cache)
     info = probe_video(video)
     outcome = decide_merge(meta["tracked"], crops, features, config, info.fps, (info.width, info.height))
-    return add_backfilled(outcome.tracks, outcome.mapping, meta["backfilled"]).relabel(outcome.mapping)
+    boxes = add_backfilled(outcome.tracks, outcome.mapping, meta["backfilled"])
+    return as_merge_writes(boxes, outcome.mapping, video, config)
+
+
+def as_merge_writes(boxes: TrackSet, mapping: dict[int, int], video: Path, config: Config) -> TrackSet:
+    """The persons of `mapping` over `boxes` as ``reid-merge merge --no-fill-gaps`` writes them
+    (doubles left out where `config` says)."""
+    return person_tracks(boxes, mapping, config, probe_video(video).fps, "none").merged
 
 
 def our_outcome(tracks: TrackSet, video: Path, config: Config, cache: Path) -> MergeOutcome:
@@ -306,7 +313,7 @@ def sequence_rows(
     outcomes = {}  # kept for the swaps table
     for embedder, config, method in (("MobileNetV2", base, mobilenet), ("OSNet", osnet, "our merge (OSNet)")):
         outcome = outcomes[embedder] = our_outcome(byte, video, config, cache)
-        add(f"BoxMOT ByteTrack + {method}", outcome.tracks.relabel(outcome.mapping))
+        add(f"BoxMOT ByteTrack + {method}", as_merge_writes(outcome.tracks, outcome.mapping, video, config))
     chosen = boxmot_tracks("bytetrack", video, dets, boxmot_weights, cache, bytetrack_settings)
     loo = "BoxMOT ByteTrack (leave-one-out settings)"
     add(loo, chosen)

@@ -43,6 +43,7 @@ from reid_merge.app.pipeline import (
     decide_merge,
     fill_person_gaps,
     gap_fill_rule,
+    person_tracks,
     sample_crops,
     track_and_sample,
 )
@@ -568,8 +569,10 @@ def end_to_end_table(sequences: list[Path], args: argparse.Namespace, base: Conf
                     own_switches[_tracking(config)] = tracker_switches(raw, people)
                     rows += [{"input": label, **r} for r in known[_tracking(config)]]
                 outcome = decide_merge(meta["tracked"], crops, features, config, fps, (info.width, info.height))
-                persons = add_backfilled(outcome.tracks, outcome.mapping, meta["backfilled"]).relabel(outcome.mapping)
-                merged, _ = fill_person_gaps(persons, config, fps, gap_fill_rule(meta["tracked"], config))
+                boxes = add_backfilled(outcome.tracks, outcome.mapping, meta["backfilled"])
+                merged = person_tracks(
+                    boxes, outcome.mapping, config, fps, gap_fill_rule(meta["tracked"], config)
+                ).merged
                 row = score_row(name, merged, gt)
                 raw_scores, best = known[_tracking(config)]
                 possible = best["IDF1"] - raw_scores["IDF1"]

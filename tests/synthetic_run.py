@@ -10,6 +10,9 @@ The scene, 48 frames at 10 fps, 160 x 128 px:
 
 So the merge joins 1 and 3 (P1), and 2 (P2) and 4 (P3) stay alone; 1 and 2, 2 and 3 share
 frames, 2 and 4 do not. Gap filling then boxes P1 in frames 21-22.
+
+With `double`, a fifth track boxes part of the blue person (track 2) a second time in frames
+5-15, as a detector sometimes does: the same person boxed twice.
 """
 
 from __future__ import annotations
@@ -44,11 +47,17 @@ def box_of(track_id: int, frame: int) -> tuple[float, float, float, float]:
     return 120.0, 70.0, 144.0, 118.0
 
 
-def scene_tracks(lost_frames: bool = False) -> TrackSet:
+DOUBLE_TRACK, DOUBLE_SPAN = 5, range(5, 16)
+
+
+def scene_tracks(lost_frames: bool = False, double: bool = False) -> TrackSet:
     """The tracks of the scene; with `lost_frames`, also the red person in frames 21-22, where
-    no track has them (the ground truth)."""
+    no track has them (the ground truth); with `double`, track 5 inside track 2's boxes."""
     rows = [(f, t, *box_of(t, f)) for t, span in SPANS.items() for f in span]
     rows += [(f, 1, *box_of(1, f)) for f in LOST_FRAMES] if lost_frames else []
+    if double:
+        x1, y1, x2, y2 = box_of(2, 1)
+        rows += [(f, DOUBLE_TRACK, x1 + 1.0, y1 + 2.0, x2, y2 - 2.0) for f in DOUBLE_SPAN]
     arr = np.array(rows, dtype=np.float64)
     return TrackSet.from_arrays(arr[:, 0], arr[:, 1], arr[:, 2:6], np.full(len(rows), 0.9))
 
@@ -91,8 +100,11 @@ def colour_embedder(crops_rgb: list[np.ndarray]) -> np.ndarray:
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-9)
 
 
-def make_run(folder: Path, monkeypatch: pytest.MonkeyPatch, *, ground_truth: bool = False) -> Path:
-    """Write the scene's video and tracks into `folder` and merge them; returns the run folder."""
+def make_run(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, *, ground_truth: bool = False, double: bool = False
+) -> Path:
+    """Write the scene's video and tracks (`double`: with track 5) into `folder` and merge them;
+    returns the run folder."""
     import reid_merge.models.embedding
     from reid_merge.app.pipeline import merge_tracks_file
 
@@ -100,7 +112,7 @@ def make_run(folder: Path, monkeypatch: pytest.MonkeyPatch, *, ground_truth: boo
     video = folder / "scene.mp4"
     write_scene_video(video)
     tracks_path = folder / "scene_tracks.txt"
-    write_mot(tracks_path, scene_tracks())
+    write_mot(tracks_path, scene_tracks(double=double))
     gt_path = None
     if ground_truth:  # the true identities: 1 and 3 are one person, also there in frames 21-22
         gt_path = folder / "gt.txt"

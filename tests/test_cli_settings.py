@@ -54,6 +54,7 @@ GIVEN: dict[str, tuple[tuple[str, ...], Any]] = {
     "fill_max_gap_seconds": (("--max-gap", "2"), 2.0),
     "fill_method": (("--fill-method", "linear"), "linear"),
     "fill_rule": (("--fill-rule", "sure"), "sure"),
+    "drop_doubles": (("--no-drop-doubles",), False),
     "write_video": (("--no-video",), False),
 }
 #: Detection and tracking: `merge` takes tracks that exist, so it has none of these.

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reid_merge.app.config import FILL_RULES, Config
-from reid_merge.app.pipeline import decide_merge, fill_person_gaps, gap_fill_rule, merge_changes
+from reid_merge.app.pipeline import decide_merge, fill_person_gaps, gap_fill_rule, merge_changes, person_tracks
 from reid_merge.core.crops import CropSet
 from reid_merge.core.tracks import TrackSet, cooccurrence
 from tests.builders import crossing_scene, tracks_from_rows, walking_track
@@ -18,6 +18,11 @@ from tests.builders import crossing_scene, tracks_from_rows, walking_track
 def _blank_crops(crop_track: np.ndarray, crop_frame: np.ndarray) -> CropSet:
     """Crops whose pixels nothing here looks at: the features given beside them stand for them."""
     return CropSet([np.zeros((4, 2, 3), np.uint8)] * len(crop_track), crop_track, crop_frame, np.ones(len(crop_track)))
+
+
+def _groups(mapping: dict[int, int]) -> list[list[int]]:
+    """The tracks of each person, whatever the persons' numbers."""
+    return sorted(sorted(t for t in mapping if mapping[t] == p) for p in set(mapping.values()))
 
 
 def _random_scene(seed: int, num_tracks: int) -> tuple[TrackSet, CropSet, np.ndarray]:
@@ -116,6 +121,13 @@ def test_no_setting_puts_cooccurring_tracks_in_one_person(
         span = merged.frame[merged.track_id == p]
         added = filled.frame[is_filled & (filled.track_id == p)]
         assert ((added > span.min()) & (added < span.max())).all()
+    # Leaving doubles out renumbers persons, joins nobody and keeps tracks.txt's IDs 1..K.
+    written = person_tracks(outcome.tracks, outcome.mapping, config, 25.0, gap_fill_rule(tracks, config))
+    assert _groups(written.mapping) == _groups(outcome.mapping)
+    kept = sorted(set(written.mapping.values()) - set(written.doubles))
+    assert written.merged.track_ids.tolist() == kept == list(range(1, len(kept) + 1))
+    left_out = [outcome.mapping[t] for t, p in written.mapping.items() if p in written.doubles]
+    assert len(written.merged) == int((~np.isin(filled.track_id, left_out)).sum())
 
 
 def test_a_track_with_one_crop_is_not_joined_by_appearance() -> None:

@@ -237,6 +237,34 @@ def test_missing_video_skips_the_video_and_says_so(tmp_path: Path, monkeypatch: 
     assert persons_of(run) == {1: 1, 2: 2, 3: 3, 4: 4}
 
 
+def written_persons(run: Path) -> tuple[dict[int, int], dict[int, int], list[int]]:
+    """Track → person and person → the person it doubles, from tracks.json; the persons of tracks.txt."""
+    doc = json.loads((run / "tracks.json").read_text())
+    mapping = {m["track_id"]: m["person_id"] for m in doc["mapping"]}
+    doubles = {p["person_id"]: p["doubles"] for p in doc["persons"] if "doubles" in p}
+    assert doc["summary"]["doubles_left_out"] == len(doubles)
+    assert doc["summary"]["persons"] == len(set(mapping.values())) - len(doubles)
+    return mapping, doubles, read_mot(run / "tracks.txt").track_ids.tolist()
+
+
+def test_a_person_boxed_twice_is_left_out_and_stays_out_after_corrections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = make_run(tmp_path / "scene", monkeypatch, double=True)  # track 5 lies inside track 2's boxes
+    # The double keeps its place in the mapping, numbered after the persons tracks.txt holds.
+    assert written_persons(run) == ({1: 1, 2: 2, 3: 1, 4: 3, 5: 4}, {4: 2}, [1, 2, 3])
+    doc = json.loads((run / "tracks.json").read_text())
+    assert any("4 doubles 2" in note for note in doc["notes"])
+    assert "boxed twice" in (run / "report.html").read_text()
+    apply_plan(run, splits=[3])
+    assert written_persons(run) == ({1: 1, 2: 2, 3: 3, 4: 4, 5: 5}, {5: 2}, [1, 2, 3, 4])
+    # A run from before doubles were left out: apply writes it as that run did, double and all.
+    del doc["parameters"]["drop_doubles"]
+    (run / "tracks.json").write_text(json.dumps(doc))
+    apply_plan(run, merges=[[1, 3]])
+    assert written_persons(run) == ({1: 1, 2: 2, 3: 1, 4: 4, 5: 3}, {}, [1, 2, 3, 4])
+
+
 def test_run_folder_without_a_plan_is_an_input_error(run_dir: Path, tmp_path: Path) -> None:
     (run_dir / MERGE_PLAN).unlink()
     with pytest.raises(InputError, match="no merge_plan.json"):

@@ -13,11 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from reid_merge.app.config import config_from_mapping
-from reid_merge.app.pipeline import counting_frames, fill_person_gaps
+from reid_merge.app.pipeline import PersonTracks, counting_frames, doubles_note, person_tracks
 from reid_merge.app.plan import MergeCache, check_assignment, correct_assignment, read_plan, renumber
 from reid_merge.app.results import Reporter, RunResult
 from reid_merge.app.run_folder import (
@@ -100,8 +97,11 @@ def apply_plan(
         if plan_path is not None:
             corrections.append({"plan": str(plan_path)})
         corrections += [{"split": int(t)} for t in splits] + [{"merge": [int(t) for t in g]} for g in merges]
-        merged, filled, gaps_filled = refill(boxes.relabel(mapping), document)
-        persons = len(set(mapping.values()))
+        written, gaps_filled = rewrite_persons(boxes, mapping, document)
+        mapping, merged, filled = written.mapping, written.merged, written.filled
+        persons = len(set(mapping.values())) - len(written.doubles)
+        if written.doubles:
+            note(doubles_note(written.doubles))
         gt = read_ground_truth(ground_truth) if ground_truth is not None else cache.ground_truth
 
     scores = None
@@ -136,13 +136,14 @@ def apply_plan(
     document = dataclasses.replace(
         document,
         mapping=mapping_entries(mapping),
-        persons=persons_entries(boxes, mapping),
+        persons=persons_entries(boxes, mapping, written.doubles),
         summary={
             **{k: v for k, v in document.summary.items() if k != "left_alone"},  # the run's reasons
             "persons": persons,
             "tracks_joined": joined,
             "boxes_filled": int(filled.sum()),
             "gaps_filled": gaps_filled,
+            "doubles_left_out": len(written.doubles),
         },
         similarity={**document.similarity, **pair_distributions(cache.appearance, cache.track_ids, mapping)},
         corrections=corrections,
@@ -182,15 +183,17 @@ def apply_plan(
     )
 
 
-def refill(persons: TrackSet, document: RunDocument) -> tuple[TrackSet, npt.NDArray[np.bool_], str]:
-    """Gap filling as the run did it (its tracks.json `parameters`, and which gaps its summary
-    says it filled), on corrected persons; and which gaps that is.
+def rewrite_persons(boxes: TrackSet, mapping: Mapping[int, int], document: RunDocument) -> tuple[PersonTracks, str]:
+    """The corrected persons (`mapping` over `boxes`) written as the run wrote its own (its
+    tracks.json `parameters`, and which gaps its summary says it filled: `person_tracks`); and
+    which gaps that is.
 
     Runs from before gap filling have no such parameters and stay unfilled; runs from before
-    `fill_rule` filled every gap.
+    `fill_rule` filled every gap; runs from before `drop_doubles` left no double out.
     """
     params = document.parameters
     keys = (
+        "drop_doubles",
         "fill_gaps",
         "fill_max_gap_seconds",
         "fill_method",
@@ -198,14 +201,13 @@ def refill(persons: TrackSet, document: RunDocument) -> tuple[TrackSet, npt.NDAr
         "motion_slack_heights",
         "motion_heights_per_second",
     )
-    settings = {"fill_gaps": False, **{k: params[k] for k in keys if k in params}}
+    settings = {"fill_gaps": False, "drop_doubles": False, **{k: params[k] for k in keys if k in params}}
     try:  # the run's own file, but a file: a value edited into nonsense is a bad input, not a crash
         config = config_from_mapping(settings, f"{TRACKS_JSON} parameters")
     except UsageError as exc:
         raise InputError(str(exc)) from None
     rule = document.summary.get("gaps_filled", "all" if config.fill_gaps else "none")  # checked on reading
-    merged, filled = fill_person_gaps(persons, config, float(document.video.get("fps") or 25.0), rule)
-    return merged, filled, rule
+    return person_tracks(boxes, mapping, config, float(document.video.get("fps") or 25.0), rule), rule
 
 
 def check_same_video(info: VideoInfo, recorded: Mapping[str, Any], plan_file: Path) -> None:

@@ -294,6 +294,12 @@ class Config:
         "box onto another track's), or auto (sure where some track begins on a box scoring less).",
         valid=one_of(FILL_RULES),
     )
+    drop_doubles: bool = setting(
+        True,
+        "output",
+        "Leave out a person each of whose boxes lies over a box of one longer person (IoU 0.5+): "
+        "that person boxed twice.",
+    )
     write_video: bool = setting(True, "output", "Write annotated.mp4.", option="--write-video/--no-video")
 
     def __post_init__(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ from reid_merge.core.calibration import (
 from reid_merge.core.clustering import MAX_DISTANCE, any_between, cluster_tracks
 from reid_merge.core.crops import CropSampler, CropSet
 from reid_merge.core.crossings import crossings, cut_at_crossings
+from reid_merge.core.doubles import find_doubles
 from reid_merge.core.impurity import Split, apply_splits, find_impure_tracks, split_apart, undo_unclaimed_cuts
 from reid_merge.core.interpolation import fill_gaps, starts_unsure
 from reid_merge.core.motion import handover, reachable, track_ends
@@ -591,8 +592,10 @@ def _merge_and_write(
     boxes = add_backfilled(outcome.tracks, outcome.mapping, backfilled)  # of the persons, by raw track
     if len(backfilled):  # persons numbered by first appearance, first moments included
         outcome = dataclasses.replace(outcome, mapping=renumber(boxes, outcome.mapping))
-    merged, filled = fill_person_gaps(boxes.relabel(outcome.mapping), config, run.info.fps, gaps_filled)
-    persons = len(set(outcome.mapping.values()))
+    written = person_tracks(boxes, outcome.mapping, config, run.info.fps, gaps_filled)
+    outcome = dataclasses.replace(outcome, mapping=written.mapping)
+    merged, filled = written.merged, written.filled
+    persons = len(set(outcome.mapping.values())) - len(written.doubles)
     changes = merge_changes(outcome)
     for split in outcome.splits:
         if outcome.mapping[split.track_id] == outcome.mapping[split.new_track_id]:
@@ -606,6 +609,8 @@ def _merge_and_write(
             f"track {split.track_id} holds two people (by {how}): from frame {split.frame} on it is track "
             f"{split.new_track_id}"
         )
+    if written.doubles:
+        run.note(doubles_note(written.doubles))
     if len(raw) == 0:
         run.note("nobody was detected: the outputs hold no tracks")
     elif len(outcome.track_ids) == 1:
@@ -627,11 +632,12 @@ def _merge_and_write(
             **changes,
             "boxes_filled": int(filled.sum()),
             "gaps_filled": gaps_filled,
+            "doubles_left_out": len(written.doubles),
             **({"boxes_backfilled": len(backfilled)} if write_raw else {}),
         },
         splits=[dataclasses.asdict(split) for split in outcome.splits],
         mapping=mapping_entries(outcome.mapping),
-        persons=persons_entries(boxes, outcome.mapping),
+        persons=persons_entries(boxes, outcome.mapping, written.doubles),
         similarity=similarity_report(outcome, config),
         evaluation=scores,
         notes=run.notes,
@@ -696,6 +702,58 @@ def merge_cache(
         thumbnails=[thumbnail_jpeg(crop) for crop in crops.crops],
         ground_truth=ground_truth,
         backfilled=backfilled,
+    )
+
+
+@dataclass(frozen=True)
+class PersonTracks:
+    """The persons as a run writes them.
+
+    Attributes:
+        mapping: raw track → person; the persons of `merged` numbered ``1..K`` by first
+            appearance, those left out after them.
+        merged: the persons' boxes, gaps filled, the doubles left out (tracks.txt).
+        filled: `(n,)` True for the boxes of `merged` that gap filling added.
+        doubles: each person left out → the person it doubles (`find_doubles`).
+    """
+
+    mapping: dict[int, int]
+    merged: TrackSet
+    filled: np.ndarray
+    doubles: dict[int, int]
+
+
+def person_tracks(boxes: TrackSet, mapping: Mapping[int, int], config: Config, fps: float, rule: str) -> PersonTracks:
+    """The persons of `mapping` over `boxes` (raw track IDs), gaps filled as `config` and `rule`
+    (`gap_fill_rule`) say and, with `config.drop_doubles`, the persons that double another left
+    out (`find_doubles`, after filling: the boxes written are what doubles). Those left out keep
+    their place in the mapping, numbered after the rest, so that tracks.txt's IDs stay ``1..K``."""
+    merged, filled = fill_person_gaps(boxes.relabel(mapping), config, fps, rule)
+    doubles = find_doubles(merged) if config.drop_doubles else {}
+    if not doubles:
+        return PersonTracks(dict(mapping), merged, filled, {})
+    persons = boxes.relabel(mapping)
+    left_out = np.isin(persons.track_id, list(doubles))
+    same = {int(p): int(p) for p in persons.track_ids}
+    number = renumber(persons[~left_out], same)
+    number |= {p: len(number) + n for p, n in renumber(persons[left_out], same).items()}
+    keep = ~np.isin(merged.track_id, list(doubles))
+    return PersonTracks(
+        {int(t): number[p] for t, p in mapping.items()},
+        merged[keep].relabel(number),
+        filled[keep],
+        {number[p]: number[q] for p, q in doubles.items()},
+    )
+
+
+def doubles_note(doubles: Mapping[int, int]) -> str:
+    """The run's note on the persons left out as doubles ("" for none)."""
+    if not doubles:
+        return ""
+    which = ", ".join(f"{p} doubles {q}" for p, q in sorted(doubles.items()))
+    return (
+        f"{len(doubles)} person(s) left out of the tracks and video, each of whose boxes lies over a box of one "
+        f"longer person (the same person boxed twice): {which}"
     )
 
 

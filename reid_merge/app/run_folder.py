@@ -186,8 +186,12 @@ def mapping_entries(mapping: Mapping[int, int]) -> list[dict[str, int]]:
     return [{"track_id": t, "person_id": p} for t, p in sorted(mapping.items())]
 
 
-def persons_entries(tracks: TrackSet, mapping: Mapping[int, int]) -> list[dict[str, Any]]:
-    """The ``persons`` list of tracks.json: each person's raw tracks, first and last frame, box count."""
+def persons_entries(
+    tracks: TrackSet, mapping: Mapping[int, int], doubles: Mapping[int, int] | None = None
+) -> list[dict[str, Any]]:
+    """The ``persons`` list of tracks.json: each person's raw tracks, first and last frame, box
+    count, and for a person left out of the tracks as a double (`doubles`), the person it doubles."""
+    doubles = doubles or {}
     by_person: dict[int, list[int]] = {}
     for track_id, person in sorted(mapping.items()):
         by_person.setdefault(person, []).append(track_id)
@@ -201,6 +205,7 @@ def persons_entries(tracks: TrackSet, mapping: Mapping[int, int]) -> list[dict[s
                 "first_frame": int(frames.min()),
                 "last_frame": int(frames.max()),
                 "detections": int(len(frames)),
+                **({"doubles": doubles[person]} if person in doubles else {}),
             }
         )
     return entries

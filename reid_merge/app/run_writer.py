@@ -104,7 +104,10 @@ def write_run_folder(
         with clock.time("write video"):
             outputs[ANNOTATED_VIDEO] = folder / ANNOTATED_VIDEO
             path = staged.path(outputs[ANNOTATED_VIDEO])
-            written = write_annotated_video(video.frames, tracks, mapping, path, video.fps, filled=persons[filled])
+            drawn = np.isin(tracks.relabel(mapping).track_id, persons.track_ids)  # the persons of tracks.txt
+            written = write_annotated_video(
+                video.frames, tracks[drawn], mapping, path, video.fps, filled=persons[filled]
+            )
         if written > document.frames:
             document = document.with_frames(written)
     with clock.time("write tracks"):
@@ -155,6 +158,7 @@ def report_data(
     for order in np.argsort(cache.crop_frame, kind="stable"):
         per_track_crops[int(cache.crop_track[order])].append((int(cache.crop_frame[order]), cache.thumbnails[order]))
     params, summary, video, similarity = document.parameters, document.summary, document.video, document.similarity
+    doubles = {entry["person_id"]: entry["doubles"] for entry in document.persons if "doubles" in entry}
     threshold = _number(similarity.get("threshold_distance", params.get("threshold")), -1.0)
     calibration = similarity.get("calibration") or {}
     if params.get("persons"):
@@ -167,7 +171,7 @@ def report_data(
         ("video", str(video.get("path", ""))),
         ("frames", str(summary.get("frames", ""))),
         ("raw tracks", str(summary.get("raw_tracks", len(ids)))),
-        ("persons", str(len(set(mapping.values())))),
+        ("persons", str(len(set(mapping.values())) - len(doubles))),
         (
             "crops taken",
             f"{len(cache.crop_track)} (the merge compares up to {params.get('crops_per_track', '?')} per track"
@@ -191,6 +195,13 @@ def report_data(
         if summary.get("gaps_filled") == "sure":
             gap += f"; only between boxes scoring {params.get('short_track_score')} or more, none onto another track's"
         facts.append(("boxes filled (no detection; dashed in annotated.mp4)", f"{summary['boxes_filled']} ({gap})"))
+    if doubles:
+        facts.append(
+            (
+                "persons left out, boxed twice (each box lies over a longer person's)",
+                "; ".join(f"{p} doubles {q}" for p, q in sorted(doubles.items())),
+            )
+        )
     if "boxes_backfilled" in summary:
         reach = f"up to {params.get('backfill_seconds')} s before each track, scoring {params.get('backfill_score')}+"
         facts.append(("boxes backfilled (detected, not yet tracked)", f"{summary['boxes_backfilled']} ({reach})"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from rich.console import Console
 
 from reid_merge.app.apply import apply_plan
 from reid_merge.app.plan import MergeCache, correct_assignment, parse_merge, read_plan
@@ -256,8 +258,12 @@ def test_a_person_boxed_twice_is_left_out_and_stays_out_after_corrections(
     doc = json.loads((run / "tracks.json").read_text())
     assert any("4 doubles 2" in note for note in doc["notes"])
     assert "boxed twice" in (run / "report.html").read_text()
-    apply_plan(run, splits=[3])
+    result = apply_plan(run, splits=[3])
     assert written_persons(run) == ({1: 1, 2: 2, 3: 3, 4: 4, 5: 5}, {5: 2}, [1, 2, 3, 4])
+    assert (result.persons, result.doubles_left_out) == (4, 1)
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(result.table())
+    assert re.search(r"persons left out +│ 1 \(boxed twice", console.export_text())
     # A run from before doubles were left out: apply writes it as that run did, double and all.
     del doc["parameters"]["drop_doubles"]
     (run / "tracks.json").write_text(json.dumps(doc))

@@ -180,6 +180,7 @@ def apply_plan(
         joined,
         {},
         int(filled.sum()),
+        doubles_left_out=len(written.doubles),
     )
 
 

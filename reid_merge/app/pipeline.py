@@ -672,6 +672,7 @@ def _merge_and_write(
         changes["left_alone"],
         int(filled.sum()),
         len(backfilled) if write_raw else None,
+        len(written.doubles),
     )
 
 

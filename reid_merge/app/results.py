@@ -55,12 +55,15 @@ class RunResult:
     left_alone: dict[str, int] = field(default_factory=dict)
     boxes_filled: int = 0
     boxes_backfilled: int | None = None  # None: the run did not backfill (`merge`, `apply`)
+    doubles_left_out: int = 0
 
     def table(self) -> Table:
         """The summary: what the merge changed, the time each stage took, the files written."""
         table = Table(title="reid-merge", show_header=False, title_justify="left")
         table.add_row("frames", str(self.frames))
         table.add_row("raw tracks -> persons", f"{self.raw_tracks} -> {self.persons}")
+        if self.doubles_left_out:
+            table.add_row("persons left out", f"{self.doubles_left_out} (boxed twice: each box over a longer person's)")
         table.add_row("tracks joined", f"{self.tracks_joined} (tracks now one person with another track)")
         left_alone = {why: n for why, n in self.left_alone.items() if n}
         if left_alone:

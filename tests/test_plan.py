@@ -264,11 +264,20 @@ def test_a_person_boxed_twice_is_left_out_and_stays_out_after_corrections(
     console = Console(width=200, record=True, file=io.StringIO())
     console.print(result.table())
     assert re.search(r"persons left out +│ 1 \(boxed twice", console.export_text())
+    # Kept on request, and from then on.
+    apply_plan(run, merges=[[1, 3]], drop_doubles=False)
+    assert written_persons(run) == ({1: 1, 2: 2, 3: 1, 4: 4, 5: 3}, {}, [1, 2, 3, 4])
+    apply_plan(run)
+    assert written_persons(run)[1] == {}
+    done = reid_merge("apply", run, "--drop-doubles", "--no-video")
+    assert done.returncode == 0, done.stderr
+    assert written_persons(run) == ({1: 1, 2: 2, 3: 1, 4: 3, 5: 4}, {4: 2}, [1, 2, 3])
     # A run from before doubles were left out: apply writes it as that run did, double and all.
+    doc = json.loads((run / "tracks.json").read_text())
     del doc["parameters"]["drop_doubles"]
     (run / "tracks.json").write_text(json.dumps(doc))
-    apply_plan(run, merges=[[1, 3]])
-    assert written_persons(run) == ({1: 1, 2: 2, 3: 1, 4: 4, 5: 3}, {}, [1, 2, 3, 4])
+    apply_plan(run, splits=[3])
+    assert written_persons(run) == ({1: 1, 2: 2, 3: 4, 4: 5, 5: 3}, {}, [1, 2, 3, 4, 5])
 
 
 def test_run_folder_without_a_plan_is_an_input_error(run_dir: Path, tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ def apply_plan(
     *,
     write_video: bool = True,
     ground_truth: Path | None = None,
+    drop_doubles: bool | None = None,
     reporter: Reporter | None = None,
 ) -> RunResult:
     """Rewrite a run's tracks, video, report and plan from manual corrections (``reid-merge apply``).
@@ -56,6 +57,8 @@ def apply_plan(
         plan_path: an edited plan to start from instead of the run's ``merge_plan.json``.
         write_video: re-encode ``annotated.mp4`` (decodes the input video again; no detection).
         ground_truth: score against this MOTChallenge gt.txt instead of the run's cached one.
+        drop_doubles: leave out persons boxed twice (True) or keep them (False), from now on;
+            None does as the run did.
         reporter: receives progress and notes.
 
     Returns:
@@ -84,6 +87,8 @@ def apply_plan(
                 f"{run_dir}: no {MERGE_PLAN} (runs of reid-merge before the merge plan lack it; run again)"
             )
         document = RunDocument.load(tracks_json)
+        if drop_doubles is not None:  # recorded, so that later corrections do the same
+            document = dataclasses.replace(document, parameters={**document.parameters, "drop_doubles": drop_doubles})
         plan, assignment = read_plan(plan_file)
         cache = MergeCache.load(run_dir / plan["cache"])
         check_assignment(cache.tracks, assignment, str(plan_file))

@@ -748,9 +748,7 @@ def person_tracks(boxes: TrackSet, mapping: Mapping[int, int], config: Config, f
 
 
 def doubles_note(doubles: Mapping[int, int]) -> str:
-    """The run's note on the persons left out as doubles ("" for none)."""
-    if not doubles:
-        return ""
+    """The run's note on the persons left out as doubles."""
     which = ", ".join(f"{p} doubles {q}" for p, q in sorted(doubles.items()))
     return (
         f"{len(doubles)} person(s) left out of the tracks and video, each of whose boxes lies over a box of one "

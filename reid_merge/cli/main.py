@@ -199,6 +199,11 @@ def apply_command(
     ),
     no_video: bool = typer.Option(False, "--no-video", help="Do not re-encode annotated.mp4 (the old one is removed)."),
     gt: Path | None = typer.Option(None, "--gt", help="Score against this gt.txt (default: the run's, if it had one)."),
+    drop_doubles: bool | None = typer.Option(
+        None,
+        "--drop-doubles/--no-drop-doubles",
+        help="Leave out persons boxed twice, or keep them (default: as the run did).",
+    ),
     debug: bool = DebugOpt,
 ) -> None:
     """Correct a run by hand: rewrite its tracks, video and report without detecting or embedding again."""
@@ -206,7 +211,16 @@ def apply_command(
 
     def job(reporter: Reporter) -> RunResult:
         merges = [parse_merge(value) for value in merge]
-        return apply_plan(run_dir, merges, split, plan, write_video=not no_video, ground_truth=gt, reporter=reporter)
+        return apply_plan(
+            run_dir,
+            merges,
+            split,
+            plan,
+            write_video=not no_video,
+            ground_truth=gt,
+            drop_doubles=drop_doubles,
+            reporter=reporter,
+        )
 
     _execute(debug, job)
 

@@ -104,7 +104,7 @@ def apply_plan(
         corrections += [{"split": int(t)} for t in splits] + [{"merge": [int(t) for t in g]} for g in merges]
         written, gaps_filled = rewrite_persons(boxes, mapping, document)
         mapping, merged, filled = written.mapping, written.merged, written.filled
-        persons = len(set(mapping.values())) - len(written.doubles)
+        persons = written.persons
         if written.doubles:
             note(doubles_note(written.doubles))
         gt = read_ground_truth(ground_truth) if ground_truth is not None else cache.ground_truth

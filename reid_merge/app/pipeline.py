@@ -595,7 +595,7 @@ def _merge_and_write(
     written = person_tracks(boxes, outcome.mapping, config, run.info.fps, gaps_filled)
     outcome = dataclasses.replace(outcome, mapping=written.mapping)
     merged, filled = written.merged, written.filled
-    persons = len(set(outcome.mapping.values())) - len(written.doubles)
+    persons = written.persons
     changes = merge_changes(outcome)
     for split in outcome.splits:
         if outcome.mapping[split.track_id] == outcome.mapping[split.new_track_id]:
@@ -723,17 +723,22 @@ class PersonTracks:
     filled: np.ndarray
     doubles: dict[int, int]
 
+    @property
+    def persons(self) -> int:
+        """Persons written (the doubles left out)."""
+        return len(set(self.mapping.values())) - len(self.doubles)
+
 
 def person_tracks(boxes: TrackSet, mapping: Mapping[int, int], config: Config, fps: float, rule: str) -> PersonTracks:
     """The persons of `mapping` over `boxes` (raw track IDs), gaps filled as `config` and `rule`
     (`gap_fill_rule`) say and, with `config.drop_doubles`, the persons that double another left
     out (`find_doubles`, after filling: the boxes written are what doubles). Those left out keep
     their place in the mapping, numbered after the rest, so that tracks.txt's IDs stay ``1..K``."""
-    merged, filled = fill_person_gaps(boxes.relabel(mapping), config, fps, rule)
+    persons = boxes.relabel(mapping)
+    merged, filled = fill_person_gaps(persons, config, fps, rule)
     doubles = find_doubles(merged) if config.drop_doubles else {}
     if not doubles:
         return PersonTracks(dict(mapping), merged, filled, {})
-    persons = boxes.relabel(mapping)
     left_out = np.isin(persons.track_id, list(doubles))
     same = {int(p): int(p) for p in persons.track_ids}
     number = renumber(persons[~left_out], same)

@@ -39,10 +39,14 @@ def find_doubles(persons: TrackSet) -> dict[int, int]:
     together = cooccurrence(persons, ids)
     rows = {int(p): np.flatnonzero(persons.track_id == p) for p in ids}
     frames = {p: persons.frame[r] for p, r in rows.items()}
+
+    def rank(person: int) -> tuple[int, int]:  # more boxes first, then the lower ID
+        return len(rows[person]), -person
+
     doubles: dict[int, int] = {}
     for i, j in zip(*np.nonzero(together)):
         mine, theirs = int(ids[i]), int(ids[j])
-        if (len(rows[theirs]), -theirs) < (len(rows[mine]), -mine):
+        if rank(theirs) < rank(mine):
             continue  # a person doubles only a longer one
         shared, at_mine, at_theirs = np.intersect1d(frames[mine], frames[theirs], return_indices=True)
         if len(shared) < len(rows[mine]):
@@ -50,6 +54,6 @@ def find_doubles(persons: TrackSet) -> dict[int, int]:
         overlap = np.diag(box_iou(persons.xyxy[rows[mine][at_mine]], persons.xyxy[rows[theirs][at_theirs]]))
         if (overlap >= MATCH_IOU).all():
             best = doubles.get(mine)
-            if best is None or (len(rows[theirs]), -theirs) > (len(rows[best]), -best):
+            if best is None or rank(theirs) > rank(best):
                 doubles[mine] = theirs
     return dict(sorted(doubles.items()))

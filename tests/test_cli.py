@@ -159,8 +159,8 @@ def test_first_run_joins_fragments(sample_run: tuple[Path, subprocess.CompletedP
     assert result.returncode == 0, result.stderr
     doc = json.loads((out / "tracks.json").read_text())
     joined = sorted(sorted(p["track_ids"]) for p in doc["persons"] if len(p["track_ids"]) > 1)
-    assert joined == [[2, 7]]
-    assert (doc["summary"]["raw_tracks"], doc["summary"]["persons"]) == (8, 7)
+    assert joined == [[2, 9]]
+    assert (doc["summary"]["raw_tracks"], doc["summary"]["persons"]) == (9, 8)
     assert doc["similarity"]["calibration"]["stitched_links"] == 1
 
 
